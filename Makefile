@@ -1,0 +1,33 @@
+# 两条命令 / two commands:  make lab  (安装并打开课程)   make test  (安装并运行全部测试)
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install lab test lint bench clean
+
+# A venv with the pinned requirements; redone when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# Lint, then unit tests and every notebook under strict nbval (options in pyproject.toml).
+# pytest exits 5 when it collected no test, and make treats any non-zero exit as a failure.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_vs_transformers.py
+
+clean:
+	rm -rf $(VENV)

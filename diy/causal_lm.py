@@ -1,0 +1,29 @@
+"""DIYForCausalLM: backbone + lm_head, the reference answer of lesson 1.3.
+
+Write your own in notebook 1.3 first; later steps (training, generation) import this one.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .model import DIYModel
+
+
+class DIYForCausalLM(nn.Module):
+    """input_ids (B, L) -> DIYModel -> hidden_states (B, L, C) -> lm_head -> logits (B, L, V)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.model = DIYModel(*args, **kwargs)  # same arguments as DIYModel, or a DIYConfig
+        self.config = self.model.config
+        self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
+
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        out = self.model(input_ids, seq_lengths=seq_lengths, past_key_values=past_key_values,
+                         use_cache=use_cache, is_training=is_training)
+        if use_cache:
+            hidden_states, presents = out  # cached inference path
+            return self.lm_head(hidden_states), presents  # (B, L, V), num_layers x (k, v)
+        return self.lm_head(out)  # (B, L, V)

@@ -1,0 +1,50 @@
+"""Bridge to Hugging Face transformers' Llama, for cross-checks and benchmarks.
+
+transformers is imported inside the functions, so ``import diy`` stays light.
+"""
+
+from __future__ import annotations
+
+from .config import DIYConfig
+
+
+def llama_config(config: DIYConfig):
+    """The ``transformers.LlamaConfig`` that describes the same network as ``config``."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,  # plain multi-head attention, no GQA
+        max_position_embeddings=config.max_seq_len,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        attention_bias=False,
+        mlp_bias=False,
+        hidden_act="silu",
+        attention_dropout=config.dropout,
+        initializer_range=config.initializer_range,
+        pad_token_id=config.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def to_llama_model(diy_model):
+    """A ``transformers.LlamaModel`` holding ``diy_model``'s weights (strict load)."""
+    from transformers import LlamaModel
+
+    hf = LlamaModel(llama_config(diy_model.config))
+    hf.load_state_dict(diy_model.state_dict(), strict=True)
+    return hf.train(diy_model.training)
+
+
+def to_llama_for_causal_lm(diy_causal_lm):
+    """A ``transformers.LlamaForCausalLM`` holding a DIYForCausalLM's weights (strict load)."""
+    from transformers import LlamaForCausalLM
+
+    hf = LlamaForCausalLM(llama_config(diy_causal_lm.config))
+    hf.load_state_dict(diy_causal_lm.state_dict(), strict=True)
+    return hf.train(diy_causal_lm.training)
