@@ -1,0 +1,160 @@
+"""What a self-check reports, and the machinery every check shares.
+
+A check calls the learner's code on the course's example and on other shapes, stops at the
+first problem and prints one verdict:
+
+    ✅ 练习 1.1 通过：...
+    ⏳ 练习 1.1 待完成：...            (the exercise still holds its placeholder)
+    ❌ 练习 1.1 未通过：<problem>
+       修复：<fix>
+
+It returns the code the following cells should use: the learner's when it passed, the
+reference otherwise, so an unfinished notebook still runs from top to bottom.
+
+When the environment variable DIY_CHECK_LOG names a file, every verdict is also appended to it
+as one JSON line (this is how ``python -m diy.grade`` collects results).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import DIYInputError
+
+PASS, TODO, FAIL = "pass", "todo", "fail"
+ICONS = {PASS: "✅", TODO: "⏳", FAIL: "❌"}
+WORDS = {PASS: "通过", TODO: "待完成", FAIL: "未通过"}
+LOG_ENV = "DIY_CHECK_LOG"
+
+
+@dataclass
+class CheckResult:
+    exercise: str  # "1.1", "1.2a" ...
+    status: str  # PASS, TODO or FAIL
+    summary: str  # one line: what passed, what is missing, or what is wrong
+    fix: str = ""  # how to fix (empty when passed)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
+
+    def render(self) -> str:
+        lines = [f"{ICONS[self.status]} 练习 {self.exercise} {WORDS[self.status]}：{self.summary}"]
+        if self.fix:
+            lines.append(f"   修复：{self.fix}")
+        if not self.passed:
+            lines.append(f"   {FALLBACK_NOTE}")
+        return "\n".join(lines)
+
+
+class Todo(Exception):
+    """The learner's code is still the placeholder."""
+
+
+class Failed(Exception):
+    """The learner's code has a problem; carries what is wrong and how to fix it."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+
+FALLBACK_NOTE = "（后面的单元格先用参考答案继续运行；改好后从练习单元格起重新运行。）"
+
+
+def run_check(exercise: str, body: Callable[[], str], learner, reference):
+    """Run ``body`` (returns the pass message), print the verdict, return the code to use next.
+
+    Random numbers drawn by the check do not disturb the notebook's: the global RNG is
+    restored afterwards, so the learner's later cells print the same values either way.
+    """
+    with torch.random.fork_rng(devices=[]):
+        try:
+            result = CheckResult(exercise, PASS, body())
+        except Todo as todo:
+            result = CheckResult(exercise, TODO, str(todo),
+                                 "写完练习单元格后，先运行它，再运行本单元格。")
+        except Failed as failed:
+            result = CheckResult(exercise, FAIL, failed.problem, failed.fix)
+    report(result)
+    return learner if result.passed else reference
+
+
+def report(result: CheckResult) -> None:
+    print(result.render())
+    log_path = os.environ.get(LOG_ENV)
+    if log_path:
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+
+
+def call_learner(fn, *args, name: str, diagnose: Callable | None = None, **kwargs):
+    """Call the learner's function; turn a placeholder into Todo and an exception into Failed."""
+    if fn is None or fn is Ellipsis:
+        raise Todo(f"{name} 还没有定义。")
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError as exc:
+        raise Todo(f"{name} 里还是占位代码（{exc or 'NotImplementedError'}）。") from None
+    except (Todo, Failed):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every learner error becomes a hint
+        raise explain_exception(exc, name, diagnose) from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def explain_exception(exc: Exception, name: str, diagnose: Callable | None) -> Failed:
+    """Map an exception raised by learner code to a Failed with a specific hint."""
+    if diagnose is not None:
+        hint = diagnose(exc)
+        if hint is not None:
+            return Failed(*hint)
+    hint = common_hint(exc)
+    if hint is not None:
+        return Failed(*hint)
+    return Failed(f"运行 {name} 时出错：{first_line(exc)}",
+                  "按错误信息检查这一行；每一步都打印 .shape 对照注释里的预期形状。")
+
+
+def common_hint(exc: Exception):
+    """Hints for errors that learners meet in every exercise."""
+    text = str(exc)
+    if isinstance(exc, DIYInputError):
+        return (f"DIYModel 拒绝了输入：{text.splitlines()[0]}", text.split("修复方法：")[-1]
+                .split("\n")[0])
+    if "view size is not compatible" in text:
+        return ("对不连续（non-contiguous）的张量调用了 .view()：切片 logits[:, :-1] 在内存里不是连续的。",
+                "把 .view(...) 换成 .reshape(...)（或先 .contiguous() 再 .view）。")
+    if "cannot assign module before Module.__init__()" in text or \
+            "cannot assign parameters before Module.__init__()" in text:
+        return ("__init__ 里没有先调用 super().__init__()，nn.Module 还没准备好就给它赋了子模块。",
+                "在 __init__ 的第一行写 super().__init__()。")
+    if "does not require grad" in text:
+        return ("loss 没有连着计算图，无法反向传播（用了 .item()、.detach() 或 torch.no_grad()？）。",
+                "直接返回 F.cross_entropy 的结果张量，不要 .item() / .detach()。")
+    if "has no attribute 'backward'" in text:
+        return ("对一个不是张量的 loss 调用了 backward（多半是 .item() 之后的 Python 数）。",
+                "对 F.cross_entropy 返回的张量调用 loss.backward()，打印时才用 loss.item()。")
+    if "backward through the graph a second time" in text:
+        return ("同一个计算图被反向传播了两次。",
+                "每次 backward 之前都重新前向一次（在 train_step 里先前向、再 backward）。")
+    return None
+
+
+def mistake_matcher(value: torch.Tensor, candidates: dict, atol: float = 1e-5):
+    """Name of the first candidate (a known mistake) whose value equals ``value``, or None."""
+    for name, candidate in candidates.items():
+        if candidate is not None and candidate.shape == value.shape and \
+                torch.allclose(value.detach().float(), candidate.detach().float(), atol=atol,
+                               rtol=1e-5):
+            return name
+    return None

@@ -1,0 +1,118 @@
+"""The notebooks: clean, in sync with their lessons, and every self-check passes when the
+solution code is typed into the learner notebook."""
+
+import json
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from diy.checks import EXERCISES
+from tools.notebook_builder import (
+    CHECK_TAG,
+    EXERCISE_TAG,
+    LESSONS,
+    ROOT,
+    drifted,
+    execute,
+    path_of,
+)
+
+NOTEBOOKS = [path_of(name, solution) for name in LESSONS for solution in (False, True)]
+MACHINE_PATH = re.compile(r"(/(work|root|home|tmp|Users|private)/|[A-Za-z]:\\\\)")
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def tags(cell):
+    return cell.metadata.get("tags", [])
+
+
+def stdout_of(cell):
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+
+
+def test_every_lesson_has_a_learner_notebook_and_a_solution():
+    assert sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) == \
+        sorted(f"{n}.ipynb" for n in LESSONS)
+    assert sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb")) == \
+        sorted(f"{n}.ipynb" for n in LESSONS)
+    assert list(EXERCISES) == LESSONS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_hygiene(path):
+    nb = read(path)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert "version" not in nb.metadata.get("language_info", {})
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code_cells]
+    assert counts == list(range(1, len(code_cells) + 1)), "not run top to bottom in one kernel"
+    for cell in code_cells:
+        assert "execution" not in cell.metadata, "timing metadata"
+        for output in cell.outputs:
+            assert output.output_type != "error", f"saved with an error: {output.get('ename')}"
+            assert output.get("name") != "stderr", f"stderr output: {output.get('text')!r}"
+            assert not MACHINE_PATH.search(json.dumps(output)), "machine path in an output"
+        assert not MACHINE_PATH.search(cell.source), "machine path in a cell"
+    silent = [c.id for c in code_cells if not c.outputs and EXERCISE_TAG not in tags(c)]
+    assert silent == [], "every cell but the exercises prints what it made"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_learner_and_solution_differ_only_in_exercise_cells(name):
+    learner, solution = read(path_of(name, False)), read(path_of(name, True))
+    assert len(learner.cells) == len(solution.cells)
+    n_exercises = 0
+    for a, b in zip(learner.cells, solution.cells, strict=True):
+        assert (a.id, a.cell_type, a.metadata) == (b.id, b.cell_type, b.metadata)
+        if EXERCISE_TAG in tags(a):
+            n_exercises += 1
+            assert a.source != b.source, f"exercise cell {a.id} holds the answer"
+            assert "NotImplementedError" in a.source or "None" in a.source
+        else:
+            assert a.source == b.source, f"cell {a.id} differs outside the exercises"
+    assert n_exercises == len(EXERCISES[name])
+
+
+def test_notebooks_match_their_lessons():
+    assert drifted() == [], "run: python -m tools.notebook_builder"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_committed_verdicts(name):
+    """Untouched learner notebooks say ⏳ for every exercise; the solutions say ✅."""
+    for solution, icon in ((False, "⏳"), (True, "✅")):
+        checks = [c for c in read(path_of(name, solution)).cells if CHECK_TAG in tags(c)]
+        verdicts = [stdout_of(c) for c in checks]
+        assert [v[:1] for v in verdicts] == [icon] * len(EXERCISES[name]), verdicts
+        for verdict, exercise in zip(verdicts, EXERCISES[name], strict=True):
+            assert verdict.startswith(f"{icon} 练习 {exercise} ")
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_solution_code_typed_into_the_learner_notebook_passes_every_check(
+        name, tmp_path, monkeypatch):
+    learner, solution = read(path_of(name, False)), read(path_of(name, True))
+    for mine, answer in zip(learner.cells, solution.cells, strict=True):
+        if EXERCISE_TAG in tags(mine):
+            mine.source = answer.source  # the learner types the answer
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv("DIY_CHECK_LOG", str(log))
+    execute(learner, path_of(name, False).parent)
+    results = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [(r["exercise"], r["status"]) for r in results] == \
+        [(e, "pass") for e in EXERCISES[name]]
+
+
+def test_nbval_collects_every_code_cell():
+    """Guards against nbval silently checking nothing (not installed, or notebooks skipped)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                          "notebooks", "solutions"], cwd=ROOT, capture_output=True, text=True)
+    collected = [line for line in out.stdout.splitlines() if ".ipynb::Cell" in line]
+    expected = sum(1 for p in NOTEBOOKS for c in read(p).cells if c.cell_type == "code")
+    assert len(collected) == expected, out.stdout[-2000:]
