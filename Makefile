@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lab test lint bench clean
+.PHONY: install lab test lint bench clean notebooks
 
 # A venv with the pinned requirements; redone when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -31,3 +31,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# Course authors: rebuild notebooks/ and solutions/ from tools/lessons/ (fresh kernels, outputs saved).
+notebooks: $(STAMP)
+	$(BIN)/python -m tools.notebook_builder
