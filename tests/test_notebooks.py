@@ -111,7 +111,7 @@ def test_solution_code_typed_into_the_learner_notebook_passes_every_check(
 
 def test_nbval_collects_every_code_cell():
     """Guards against nbval silently checking nothing (not installed, or notebooks skipped)."""
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0",
                           "notebooks", "solutions"], cwd=ROOT, capture_output=True, text=True)
     collected = [line for line in out.stdout.splitlines() if ".ipynb::Cell" in line]
     expected = sum(1 for p in NOTEBOOKS for c in read(p).cells if c.cell_type == "code")

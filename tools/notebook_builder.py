@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from diy.notebook_runner import run_notebook
+
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ["step1_1_lm_head", "step1_2_loss_backward", "step1_3_causal_lm"]
 EXERCISE_TAG, CHECK_TAG = "exercise", "self-check"
@@ -75,11 +77,8 @@ def build(name: str, solution: bool) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(nb: nbformat.NotebookNode, folder: Path, timeout: int = 300) -> None:
-    from nbclient import NotebookClient
-
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                   resources={"metadata": {"path": str(folder)}}).execute()
+def execute(nb: nbformat.NotebookNode, folder: Path) -> None:
+    run_notebook(nb, folder)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}  # no interpreter version in the file
 

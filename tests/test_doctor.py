@@ -1,0 +1,69 @@
+"""python -m diy.doctor: all ✅ in the course environment, and a clear ❌ with a fix otherwise."""
+
+import subprocess
+import sys
+
+from diy import doctor
+from tools.notebook_builder import ROOT
+
+
+def test_course_environment_is_healthy():
+    out = subprocess.run([sys.executable, "-m", "diy.doctor"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout
+    assert "❌" not in out.stdout
+    for expected in ["✅ Python 3.", "✅ torch 2.13.0", "✅ Jupyter kernel python3",
+                     "✅ kernel 与当前解释器是同一个环境", "✅ DIYModel 前向一次", "一切正常"]:
+        assert expected in out.stdout, out.stdout
+
+
+def test_old_python():
+    finding = doctor.check_python((3, 8, 10))
+    assert not finding.ok and "3.8.10" in finding.what and "修复" in finding.render()
+
+
+def test_version_mismatch_and_missing_package(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# comment\ntorch==2.13.0\nnumpy==0.0.1\n"
+                            "surely-not-installed-pkg==1.0\n-e .\n", encoding="utf-8")
+    findings = {f.what.split()[0]: f for f in doctor.check_versions(requirements)}
+    assert findings["torch"].ok  # 2.13.0+cpu satisfies ==2.13.0
+    assert not findings["numpy"].ok and "0.0.1" in findings["numpy"].what
+    assert "make install" in findings["numpy"].fix
+    assert not findings["surely-not-installed-pkg"].ok
+
+
+def test_missing_requirements_file(tmp_path):
+    [finding] = doctor.check_versions(tmp_path / "nope.txt")
+    assert not finding.ok and "--requirements" in finding.fix
+
+
+def test_no_python3_kernel(monkeypatch):
+    monkeypatch.setattr(doctor, "kernel_spec", lambda name="python3": None)
+    [finding] = doctor.check_kernel()
+    assert not finding.ok and "ipykernel install" in finding.fix
+
+
+def test_kernel_from_another_environment(tmp_path):
+    # A kernel whose interpreter cannot import diy: the system Python outside the venv.
+    other = tmp_path / "python"
+    other.write_text("#!/bin/sh\nexec env -i /bin/sh -c 'exit 1'\n", encoding="utf-8")
+    other.chmod(0o755)
+    findings = doctor.check_kernel([str(other), "-m", "ipykernel_launcher"])
+    assert findings[0].ok
+    assert not findings[1].ok and "import diy 失败" in findings[1].what
+    assert "make lab" in findings[1].fix
+
+
+def test_bare_python_in_a_kernelspec_means_this_interpreter():
+    assert doctor.kernel_python("python") == sys.executable
+    assert doctor.kernel_python("/opt/other/bin/python") == "/opt/other/bin/python"
+
+
+def test_failing_run_exits_1(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(doctor, "check_backbone",
+                        lambda: doctor.Finding(False, "DIYModel 前向失败", "重新 make install"))
+    assert doctor.main(["--requirements", str(ROOT / "requirements.txt")]) == 1
+    out = capsys.readouterr().out
+    assert "❌ DIYModel 前向失败" in out and "修复：重新 make install" in out
+    assert "1 项需要修复" in out

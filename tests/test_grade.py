@@ -1,0 +1,194 @@
+"""python -m diy.grade on the solutions, the untouched notebooks and broken submissions."""
+
+import copy
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from diy.checks import EXERCISES
+from tools.notebook_builder import LESSONS, ROOT, path_of
+
+ALL_EXERCISES = [e for name in LESSONS for e in EXERCISES[name]]
+
+
+def grade(*args, cwd=ROOT):
+    out = subprocess.run([sys.executable, "-m", "diy.grade", *map(str, args)], cwd=cwd,
+                         capture_output=True, text=True, timeout=600)
+    return out.returncode, out.stdout, out.stderr
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
+            if p.is_file()}
+
+
+def load(name, solution):
+    return nbformat.read(path_of(name, solution), as_version=4)
+
+
+def save(nb, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def code_cell(source):
+    return nbformat.v4.new_code_cell(source)
+
+
+def without_check_cells(nb):
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if "self-check" not in c.metadata.get("tags", [])]
+    return nb
+
+
+def with_exercise(nb, source):
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if "exercise" in c.metadata.get("tags", []))
+    cell.source = source
+    return nb
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory):
+    """A class of submissions: good, untouched, wrong and broken ones."""
+    folder = tmp_path_factory.mktemp("class")
+    for name in LESSONS:
+        save(load(name, True), folder / "ada" / f"{name}.ipynb")  # the solutions
+        save(load(name, False), folder / "bo" / f"{name}.ipynb")  # untouched
+    solution_1_1 = load("step1_1_lm_head", True)
+    wrong = with_exercise(solution_1_1, solution_1_1.cells[12].source.replace(
+        "bias=False)", ")", 1))
+    save(wrong, folder / "cy" / "step1_1_lm_head.ipynb")
+    save(without_check_cells(load("step1_3_causal_lm", True)),
+         folder / "di" / "step1_3_causal_lm.ipynb")
+    broken = with_exercise(solution_1_1, "def build_lm_head(hidden_size, vocab_size)\n    pass")
+    save(broken, folder / "ed" / "step1_1_lm_head.ipynb")
+    (folder / "fa").mkdir()
+    (folder / "fa" / "step1_2_loss_backward.ipynb").write_text("{ not json", encoding="utf-8")
+    unrelated = nbformat.v4.new_notebook()
+    unrelated.cells = [nbformat.v4.new_markdown_cell("# my own notes"), code_cell("1 + 1")]
+    save(unrelated, folder / "gu" / "notes.ipynb")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def class_result(class_folder, tmp_path_factory):
+    before = digest(class_folder)
+    out_dir = tmp_path_factory.mktemp("out")
+    code, stdout, stderr = grade(class_folder, "--jobs", "2", "--json", out_dir / "r.json",
+                                 "--csv", out_dir / "r.csv")
+    rows = json.loads((out_dir / "r.json").read_text(encoding="utf-8"))
+    return dict(code=code, stdout=stdout, stderr=stderr, rows=rows, before=before,
+                csv=list(csv.DictReader(open(out_dir / "r.csv", encoding="utf-8"))))
+
+
+def rows_of(result, learner):
+    return [r for r in result["rows"] if r["file"].split("/")[1] == learner]
+
+
+def test_solutions_all_pass(class_result):
+    rows = rows_of(class_result, "ada")
+    assert [(r["exercise"], r["status"]) for r in rows] == [(e, "pass") for e in ALL_EXERCISES]
+
+
+def test_untouched_notebooks_all_todo(class_result):
+    rows = rows_of(class_result, "bo")
+    assert [(r["exercise"], r["status"]) for r in rows] == [(e, "todo") for e in ALL_EXERCISES]
+    assert all("占位代码" in r["hint"] or "None" in r["hint"] for r in rows)
+
+
+def test_wrong_answer_gets_the_checks_hint(class_result):
+    [row] = rows_of(class_result, "cy")
+    assert (row["exercise"], row["status"]) == ("1.1", "fail")
+    assert "bias" in row["hint"]
+
+
+def test_deleted_self_check_cells(class_result):
+    [row] = rows_of(class_result, "di")
+    assert (row["exercise"], row["status"]) == ("1.3", "error")
+    assert "自检单元格被删掉了" in row["hint"] and "check_causal_lm" in row["hint"]
+
+
+def test_cell_that_raises(class_result):
+    [row] = rows_of(class_result, "ed")
+    assert row["status"] == "error"
+    assert "自检没有运行" in row["hint"] and "SyntaxError" in row["hint"]
+
+
+def test_invalid_json(class_result):
+    [row] = rows_of(class_result, "fa")
+    assert (row["exercise"], row["status"]) == ("-", "error")
+    assert "不是有效的 notebook" in row["hint"]
+
+
+def test_not_a_course_notebook(class_result):
+    [row] = rows_of(class_result, "gu")
+    assert row["status"] == "error" and "认不出" in row["hint"]
+
+
+def test_table_summary_exit_code_and_files(class_result):
+    assert class_result["code"] == 1
+    out = class_result["stdout"]
+    assert out.splitlines()[0].split() == ["文件", "练习", "结果", "说明"]
+    assert "ada/step1_2_loss_backward.ipynb  1.2b   ✅" in out
+    assert "共 11 个 notebook" in out
+    assert class_result["csv"] == [{k: str(v) for k, v in r.items()}
+                                   for r in class_result["rows"]]
+
+
+def test_submissions_are_never_modified(class_folder, class_result):
+    assert digest(class_folder) == class_result["before"]
+    assert not list(class_folder.rglob(".ipynb_checkpoints"))
+
+
+def test_exit_status_is_zero_only_when_everything_passed(tmp_path, monkeypatch, capsys):
+    from diy import grade as grader
+
+    (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
+    for statuses, expected in [(["pass", "pass"], 0), (["pass", "todo"], 1),
+                               (["fail"], 1), (["error"], 1)]:
+        rows = [grader.Row("x.ipynb", "step1_2_loss_backward", f"1.2{i}", s, "")
+                for i, s in enumerate(statuses)]
+        monkeypatch.setattr(grader, "grade_file", lambda *args, rows=rows: rows)
+        assert grader.main([str(tmp_path)]) == expected
+    assert "✅" in capsys.readouterr().out
+
+
+def test_wrong_lesson_and_endless_loop(tmp_path):
+    save(load("step1_1_lm_head", True), tmp_path / "a" / "step1_1_lm_head.ipynb")
+    looping = load("step1_2_loss_backward", False)
+    looping.cells.insert(1, code_cell("while True:\n    pass"))
+    save(looping, tmp_path / "b" / "step1_2_loss_backward.ipynb")
+    code, stdout, _ = grade(tmp_path, "--lesson", "step1_2_loss_backward", "--timeout", "2")
+    assert code == 1
+    lines = stdout.splitlines()
+    wrong = [line for line in lines if line.startswith(f"{tmp_path.name}/a/")]
+    assert len(wrong) == 1 and "交错了" in wrong[0] and "step1_1_lm_head" in wrong[0]
+    looped = [line for line in lines if line.startswith(f"{tmp_path.name}/b/")]
+    assert len(looped) == 3 and all("超时" in line for line in looped)
+
+
+@pytest.mark.parametrize("args", [[], ["does/not/exist.ipynb"], ["--jobs", "0", "x"],
+                                  ["--timeout", "-1", "x"], ["--lesson", "step9", "x"]])
+def test_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args):
+    from diy import grade as grader
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = grader.main(args)
+    except SystemExit as exit_:  # argparse reports usage errors by exiting with 2
+        code = exit_.code
+    assert code == 2
+    assert capsys.readouterr().err.strip()
+
+
+def test_folder_without_notebooks_is_a_usage_error(tmp_path, capsys):
+    from diy import grade as grader
+
+    assert grader.main([str(tmp_path)]) == 2
+    assert ".ipynb" in capsys.readouterr().err
