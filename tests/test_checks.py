@@ -28,6 +28,15 @@ def placeholder(*args, **kwargs):
     raise NotImplementedError("✏️ 在这里写")
 
 
+def assert_caught(capsys, returned, reference, exercise, words):
+    """The check printed ❌ for this exercise with the expected hint and fell back."""
+    assert returned == reference
+    text = verdict(capsys)
+    assert text.startswith(f"❌ 练习 {exercise} 未通过"), text
+    assert words in text, text
+    assert "修复：" in text
+
+
 # --------------------------------------------------------------------------------- 1.1 lm_head
 
 def test_lm_head_reference_passes_and_is_returned(capsys):
@@ -75,12 +84,8 @@ LM_HEAD_MISTAKES = {
 @pytest.mark.parametrize("mistake", LM_HEAD_MISTAKES)
 def test_lm_head_mistakes(capsys, mistake):
     build, forward, words = LM_HEAD_MISTAKES[mistake]
-    returned = check_lm_head(build, forward)
-    text = verdict(capsys)
-    assert text.startswith("❌ 练习 1.1 未通过"), text
-    assert words in text, text
-    assert "修复：" in text
-    assert returned == (reference_build_lm_head, reference_forward_to_logits)
+    assert_caught(capsys, check_lm_head(build, forward),
+                  (reference_build_lm_head, reference_forward_to_logits), "1.1", words)
 
 
 def test_check_does_not_disturb_the_notebooks_random_numbers(capsys):
@@ -168,10 +173,7 @@ def test_loss_log_softmax_first_is_accepted(capsys):
 @pytest.mark.parametrize("mistake", LOSS_MISTAKES)
 def test_loss_mistakes(capsys, mistake):
     learner, words = LOSS_MISTAKES[mistake]
-    assert check_next_token_loss(learner) is reference_next_token_loss
-    text = verdict(capsys)
-    assert text.startswith("❌ 练习 1.2a 未通过"), text
-    assert words in text, text
+    assert_caught(capsys, check_next_token_loss(learner), reference_next_token_loss, "1.2a", words)
 
 
 # ------------------------------------------------------------------------------- 1.2b backward
@@ -327,10 +329,7 @@ def test_train_step_placeholder(capsys):
 @pytest.mark.parametrize("mistake", TRAIN_MISTAKES)
 def test_train_step_mistakes(capsys, mistake):
     learner, words = TRAIN_MISTAKES[mistake]
-    assert check_train_step(learner) is reference_train_step
-    text = verdict(capsys)
-    assert text.startswith("❌ 练习 1.2c 未通过"), text
-    assert words in text, text
+    assert_caught(capsys, check_train_step(learner), reference_train_step, "1.2c", words)
 
 
 # ---------------------------------------------------------------------- 1.3 DIYForCausalLM
@@ -505,7 +504,4 @@ def test_causal_lm_placeholder(capsys):
 @pytest.mark.parametrize("mistake", CLASS_MISTAKES)
 def test_causal_lm_mistakes(capsys, mistake):
     cls, words = CLASS_MISTAKES[mistake]
-    assert check_causal_lm(cls) is DIYForCausalLM
-    text = verdict(capsys)
-    assert text.startswith("❌ 练习 1.3 未通过"), text
-    assert words in text, text
+    assert_caught(capsys, check_causal_lm(cls), DIYForCausalLM, "1.3", words)
