@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from diy.checks import EXERCISES
+from diy.notebook_runner import run_notebook
 from tools.notebook_builder import (
     CHECK_TAG,
     EXERCISE_TAG,
@@ -116,3 +117,17 @@ def test_nbval_collects_every_code_cell():
     collected = [line for line in out.stdout.splitlines() if ".ipynb::Cell" in line]
     expected = sum(1 for p in NOTEBOOKS for c in read(p).cells if c.cell_type == "code")
     assert len(collected) == expected, out.stdout[-2000:]
+
+
+def test_check_cell_run_before_its_exercise_gets_a_hint_not_a_traceback(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from diy.checks import check_lm_head"),
+                nbformat.v4.new_code_cell("check_lm_head(build_lm_head, forward_to_logits)"),
+                nbformat.v4.new_code_cell("undefined_name_of_the_learner")]
+    run_notebook(nb, tmp_path, allow_errors=True)
+    hint = stdout_of(nb.cells[1])
+    assert hint.startswith("❌ build_lm_head 还没有定义") and "Run All Above" in hint
+    assert not [o for o in nb.cells[1].outputs if o.output_type == "error" and o.get("traceback")]
+    # any other NameError keeps IPython's usual traceback
+    [error] = [o for o in nb.cells[2].outputs if o.output_type == "error"]
+    assert error.ename == "NameError"

@@ -5,6 +5,7 @@ returns the code the following cells should use (yours when it passed, the refer
     build_lm_head, forward_to_logits = check_lm_head(build_lm_head, forward_to_logits)
 """
 
+from . import ipython_hints
 from .causal_lm import check_causal_lm
 from .lm_head import check_lm_head
 from .loss import check_backward, check_next_token_loss, check_train_step
@@ -27,3 +28,5 @@ CHECK_FUNCTIONS = {
     "1.2c": "check_train_step",
     "1.3": "check_causal_lm",
 }
+
+ipython_hints.install()  # in a notebook: a hint, not a NameError traceback, for a skipped cell
