@@ -1,4 +1,4 @@
-# 两条命令 / two commands:  make lab  (安装并打开课程)   make test  (安装并运行全部测试)
+# 两条命令 / two commands:  make lab  (安装并打开课程 1.1)   make test  (安装并运行全部测试)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -15,7 +15,8 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
+		--LabApp.default_url=/lab/tree/notebooks/step1_1_lm_head.ipynb
 
 # Lint, then unit tests and every notebook under strict nbval (options in pyproject.toml).
 # pytest exits 5 when it collected no test, and make treats any non-zero exit as a failure.
