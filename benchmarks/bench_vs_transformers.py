@@ -12,7 +12,10 @@ torch.profiler's allocation events.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -54,12 +57,26 @@ def time_alternating(models: dict, ids: torch.Tensor, repeats: int) -> dict:
     return times
 
 
+@contextlib.contextmanager
+def silenced_stderr():
+    """The profiler's C++ side logs start/stop lines straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def peak_tensor_mib(which: str, model, ids: torch.Tensor) -> float:
     """Peak of live tensor memory during one step, from the profiler's allocation events."""
     from torch.profiler import ProfilerActivity, profile
 
     step(which, model, ids)  # warm-up outside the measurement
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with silenced_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step(which, model, ids)
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     live = peak = 0
