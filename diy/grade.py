@@ -81,6 +81,14 @@ def detect_lesson(nb: dict) -> str | None:
 # --------------------------------------------------------------------------- grading one file
 
 def grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float) -> list[Row]:
+    """The rows of one submission; whatever is wrong with it becomes a row, never a crash."""
+    try:
+        return _grade_file(path, name, lesson_wanted, timeout)
+    except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
+        return [Row(name, "", "-", ERROR, f"无法批改这个文件（{type(exc).__name__}: {exc}）。")]
+
+
+def _grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float) -> list[Row]:
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
@@ -132,8 +140,11 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float) -> dict:
 
     from .notebook_runner import run_notebook
 
-    notebook = nbformat.reads(json.dumps(nb), as_version=4)  # a copy, sources joined
     result = {}
+    try:
+        notebook = nbformat.reads(json.dumps(nb), as_version=4)  # a copy, sources joined
+    except Exception as exc:  # noqa: BLE001 - malformed cells: report, do not crash
+        return {"crash": f"notebook 结构不合法：{type(exc).__name__}: {str(exc)[:120]}"}
     try:
         run_notebook(notebook, folder, timeout=timeout, allow_errors=True, env={LOG_ENV: str(log)})
     except CellTimeoutError:

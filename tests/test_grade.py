@@ -73,6 +73,8 @@ def class_folder(tmp_path_factory):
     unrelated = nbformat.v4.new_notebook()
     unrelated.cells = [nbformat.v4.new_markdown_cell("# my own notes"), code_cell("1 + 1")]
     save(unrelated, folder / "gu" / "notes.ipynb")
+    (folder / "ha").mkdir()
+    (folder / "ha" / "step1_1_lm_head.ipynb").write_text('{"cells": [1, "x"]}', encoding="utf-8")
     return folder
 
 
@@ -126,6 +128,12 @@ def test_invalid_json(class_result):
     assert "不是有效的 notebook" in row["hint"]
 
 
+def test_malformed_cells_do_not_stop_the_run(class_result):
+    [row] = rows_of(class_result, "ha")
+    assert row["status"] == "error" and row["exercise"] == "-"
+    assert "无法批改" in row["hint"]
+
+
 def test_not_a_course_notebook(class_result):
     [row] = rows_of(class_result, "gu")
     assert row["status"] == "error" and "认不出" in row["hint"]
@@ -136,7 +144,7 @@ def test_table_summary_exit_code_and_files(class_result):
     out = class_result["stdout"]
     assert out.splitlines()[0].split() == ["文件", "练习", "结果", "说明"]
     assert "ada/step1_2_loss_backward.ipynb  1.2b   ✅" in out
-    assert "共 11 个 notebook" in out
+    assert "共 12 个 notebook" in out
     assert class_result["csv"] == [{k: str(v) for k, v in r.items()}
                                    for r in class_result["rows"]]
 
