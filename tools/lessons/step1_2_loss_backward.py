@@ -186,6 +186,8 @@ CELLS = [
 
     用你的 `next_token_loss` 在这批数据上算出 `loss`，再调用 `loss.backward()`。
     反向传播会给骨干网络和 `lm_head` 的**每一个**参数填上 `.grad`。
+    （backward 之后计算图就释放了：想重跑这个单元格，先重跑上面算 `logits` 的前向单元格，
+    否则会报 “Trying to backward through the graph a second time”。）
     """),
     exercise(
         solution="""
