@@ -103,10 +103,10 @@ def _grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float
         return [Row(name, lesson, "-", ERROR,
                     f"交错了 notebook：这是 {lesson}，本次批改的是 {lesson_wanted}。")]
     return [Row(name, lesson, exercise, status, hint) for exercise, status, hint
-            in grade_lesson(path, nb, lesson, timeout)]
+            in grade_lesson(nb, lesson, timeout)]
 
 
-def grade_lesson(path: Path, nb: dict, lesson: str, timeout: float):
+def grade_lesson(nb: dict, lesson: str, timeout: float):
     """Yield (exercise, status, hint) after running a copy of the notebook in a fresh kernel."""
     with tempfile.TemporaryDirectory(prefix="diy-grade-") as folder:
         log = Path(folder) / "checks.jsonl"
