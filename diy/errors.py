@@ -1,20 +1,33 @@
 """Errors the course raises on bad input.
 
-Every message says, in Chinese first and then in English, what is wrong and how to fix it,
-so that a learner never has to read a traceback from deep inside torch.
+Every error carries, as data, what is wrong (``problem``) and how to fix it (``fix``) in
+Chinese, and an English gloss (``gloss``). ``str(error)`` joins the three, so a learner never
+has to read a traceback from deep inside torch, and the self-checks and the grader read the
+attributes instead of parsing the text.
 """
 
 from __future__ import annotations
 
 
-class DIYConfigError(ValueError):
-    """A hyper-parameter that cannot build a model (raised when the config is made)."""
-
-
-class DIYInputError(ValueError):
-    """An argument to ``forward`` that the model cannot use as given."""
-
-
 def message(problem_zh: str, fix_zh: str, gloss_en: str) -> str:
     """One error message in the course's format: problem, fix, English gloss."""
     return f"{problem_zh}\n修复方法：{fix_zh}\n(English: {gloss_en})"
+
+
+class DIYError(ValueError):
+    """Bad input, with the problem and the fix in Chinese and an English gloss."""
+
+    def __init__(self, problem: str, fix: str, gloss: str):
+        super().__init__(message(problem, fix, gloss))
+        self.problem, self.fix, self.gloss = problem, fix, gloss
+
+    def __reduce__(self):  # keeps the three fields through pickling (multiprocessing, xdist)
+        return type(self), (self.problem, self.fix, self.gloss)
+
+
+class DIYConfigError(DIYError):
+    """A hyper-parameter that cannot build a model (raised when the config is made)."""
+
+
+class DIYInputError(DIYError):
+    """An argument that the model or a course function cannot use as given."""

@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -24,20 +23,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .checks import CHECK_FUNCTIONS, EXERCISES
+from . import course
 from .checks.report import FAIL, ICONS, LOG_ENV, PASS, TODO
 
 ERROR = "error"  # the notebook (or this exercise) could not be graded
 ICON = {**ICONS, ERROR: "❌"}
-TITLE = re.compile(r"第一步\s*·\s*(1\.[123])")
-LESSON_BY_NUMBER = {"1.1": "step1_1_lm_head", "1.2": "step1_2_loss_backward",
-                    "1.3": "step1_3_causal_lm"}
 
 
 @dataclass
 class Row:
     file: str  # the submission, relative to what was given on the command line
-    lesson: str  # e.g. step1_2_loss_backward, or "" when unknown
+    lesson: str  # the lesson's name in diy.course, or "" when unknown
     exercise: str  # e.g. 1.2a, or "-" for a problem with the whole notebook
     status: str  # pass / todo / fail / error
     hint: str  # the check's summary, or why it could not be graded
@@ -68,14 +64,38 @@ def find_notebooks(paths: list[str]) -> list[tuple[Path, str]]:
     return found
 
 
+def cell_tags(cell: dict) -> list:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return tags if isinstance(tags, list) else []
+
+
+def joined_sources(nb: dict) -> str:
+    return "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []))
+
+
 def detect_lesson(nb: dict) -> str | None:
-    """The lesson a notebook belongs to: by its self-check calls, else by its title."""
-    sources = "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []))
-    for lesson, exercises in EXERCISES.items():
-        if any(f"{CHECK_FUNCTIONS[e]}(" in sources for e in exercises):
-            return lesson
-    match = TITLE.search(sources)
-    return LESSON_BY_NUMBER[match.group(1)] if match else None
+    """The lesson a notebook belongs to, from what the builder wrote: the notebook's metadata,
+    else its cells' exercise / self-check tags, else (cells pasted into a new notebook) the
+    self-check functions its code calls."""
+    written = nb.get("metadata", {}).get(course.METADATA_KEY, {})
+    if isinstance(written, dict) and written.get("lesson") in course.LESSONS:
+        return written["lesson"]
+    for cell in nb.get("cells", []):
+        for tag in cell_tags(cell):
+            for exercise in course.EXERCISES:
+                if tag in (course.check_tag(exercise), course.exercise_tag(exercise)):
+                    return course.LESSON_OF_EXERCISE[exercise]
+    sources = joined_sources(nb)
+    for exercise in course.EXERCISES.values():
+        if f"{exercise.check}(" in sources:
+            return course.LESSON_OF_EXERCISE[exercise.id]
+    return None
+
+
+def has_check_cell(nb: dict, exercise: course.Exercise) -> bool:
+    """The exercise's check cell is still there (by its tag, or by the call it makes)."""
+    return any(course.check_tag(exercise.id) in cell_tags(c) for c in nb["cells"]) or \
+        f"{exercise.check}(" in joined_sources(nb)
 
 
 # --------------------------------------------------------------------------- grading one file
@@ -98,7 +118,7 @@ def _grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float
     lesson = detect_lesson(nb)
     if lesson is None:
         return [Row(name, "", "-", ERROR,
-                    "认不出这是第一步的哪个 notebook（不是本课程的 notebook？）。")]
+                    "认不出这是课程的哪个 notebook（不是本课程的 notebook？）。")]
     if lesson_wanted and lesson != lesson_wanted:
         return [Row(name, lesson, "-", ERROR,
                     f"交错了 notebook：这是 {lesson}，本次批改的是 {lesson_wanted}。")]
@@ -116,21 +136,20 @@ def grade_lesson(nb: dict, lesson: str, timeout: float):
             for line in log.read_text(encoding="utf-8").splitlines():
                 record = json.loads(line)
                 verdicts[record["exercise"]] = record  # a check run twice: the last one counts
-    sources = "\n".join("".join(c.get("source", "")) for c in nb["cells"])
-    for exercise in EXERCISES[lesson]:
-        check = CHECK_FUNCTIONS[exercise]
-        if exercise in verdicts:
-            record = verdicts[exercise]
-            yield exercise, record["status"], record["summary"] if record["status"] != PASS else ""
+    for exercise in course.LESSONS[lesson].exercises:
+        record = verdicts.get(exercise.id)
+        if record is not None:
+            hint = record["summary"] if record["status"] != PASS else ""
+            yield exercise.id, record["status"], hint
         elif run.get("timeout"):
-            yield exercise, ERROR, f"超时：运行超过 {timeout:g} 秒，已停止（{run['timeout']}）。"
-        elif f"{check}(" not in sources:
-            yield exercise, ERROR, (f"自检单元格被删掉了（找不到 {check}(...)），"
-                                    "无法评分；请恢复该单元格。")
+            yield exercise.id, ERROR, f"超时：运行超过 {timeout:g} 秒，已停止（{run['timeout']}）。"
+        elif not has_check_cell(nb, exercise):
+            yield exercise.id, ERROR, (f"自检单元格被删掉了（找不到 {exercise.check}(...)），"
+                                       "无法评分；请恢复该单元格。")
         elif run.get("first_error"):
-            yield exercise, ERROR, f"自检没有运行：前面的单元格出错（{run['first_error']}）。"
+            yield exercise.id, ERROR, f"自检没有运行：前面的单元格出错（{run['first_error']}）。"
         else:
-            yield exercise, ERROR, f"自检没有运行（{run.get('crash', '原因不明')}）。"
+            yield exercise.id, ERROR, f"自检没有运行（{run.get('crash', '原因不明')}）。"
 
 
 def execute_copy(nb: dict, folder: Path, log: Path, timeout: float) -> dict:
@@ -202,7 +221,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m diy.grade", description="批改学习者的 notebook / grade learner notebooks")
     parser.add_argument("paths", nargs="*", help="notebook 文件或文件夹（递归查找 .ipynb）")
-    parser.add_argument("--lesson", choices=list(EXERCISES),
+    parser.add_argument("--lesson", choices=list(course.LESSONS),
                         help="只接受这一节的 notebook，其它的记为交错")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="同时运行的 notebook 数（默认 = CPU 核数）")

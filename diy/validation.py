@@ -11,14 +11,14 @@ from collections.abc import Sequence
 import torch
 
 from .config import DIYConfig
-from .errors import DIYInputError, message
+from .errors import DIYInputError
 
 # past_key_values / presents: one (k, v) pair per layer, each (B, num_heads, L_total, head_dim).
 KVCache = Sequence[tuple[torch.Tensor, torch.Tensor]] | None
 
 
 def _fail(problem_zh: str, fix_zh: str, gloss_en: str):
-    raise DIYInputError(message(problem_zh, fix_zh, gloss_en))
+    raise DIYInputError(problem_zh, fix_zh, gloss_en)
 
 
 def check_input_ids(config: DIYConfig, input_ids) -> None:

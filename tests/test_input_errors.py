@@ -9,9 +9,12 @@ from diy import DIYInputError
 def expect(model, words, *args, **kwargs):
     with pytest.raises(DIYInputError) as err:
         model(*args, **kwargs)
-    text = str(err.value)
+    error, text = err.value, str(err.value)
     assert words in text, text
     assert "修复方法" in text and "English" in text
+    # the parts are data: the self-checks read .problem / .fix instead of parsing the text
+    assert error.problem and error.fix and error.gloss
+    assert text == f"{error.problem}\n修复方法：{error.fix}\n(English: {error.gloss})"
     return text
 
 
@@ -110,3 +113,14 @@ def test_seq_lengths_with_past(model, input_ids):
     _, cache = model(input_ids, is_training=False, use_cache=True)
     expect(model, "seq_lengths", input_ids[:, :1], seq_lengths=[1, 1], past_key_values=cache,
            is_training=False)
+
+
+def test_errors_keep_their_parts_through_pickling():
+    import pickle
+
+    from diy import DIYConfigError
+
+    error = DIYConfigError("问题", "修复", "gloss")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.problem, copy.fix, copy.gloss, str(copy)) == \
+        ("问题", "修复", "gloss", str(error))

@@ -6,9 +6,10 @@ Typical after a kernel restart: the learner runs the self-check cell, but the ce
 
 from __future__ import annotations
 
+from ..course import EXERCISES
+
 # Names the exercise cells define and the check cells read.
-EXERCISE_NAMES = {"build_lm_head", "forward_to_logits", "next_token_loss", "loss", "train_step",
-                  "DIYForCausalLM"}
+EXERCISE_NAMES = {name for exercise in EXERCISES.values() for name in exercise.defines}
 
 
 def name_error_hint(name: str) -> str:

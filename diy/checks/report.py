@@ -129,8 +129,7 @@ def common_hint(exc: Exception):
     """Hints for errors that learners meet in every exercise."""
     text = str(exc)
     if isinstance(exc, DIYInputError):
-        return (f"DIYModel 拒绝了输入：{text.splitlines()[0]}", text.split("修复方法：")[-1]
-                .split("\n")[0])
+        return f"DIYModel 拒绝了输入：{exc.problem}", exc.fix
     if "view size is not compatible" in text:
         return ("对不连续（non-contiguous）的张量调用了 .view()：切片 logits[:, :-1] 在内存里不是连续的。",
                 "把 .view(...) 换成 .reshape(...)（或先 .contiguous() 再 .view）。")

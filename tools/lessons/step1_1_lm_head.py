@@ -4,11 +4,7 @@ from tools.notebook_builder import check, code, exercise, md
 
 CELLS = [
     md("""
-    # 第一步 · 1.1 加上 lm_head：从 hidden_states 到 logits
-
     **目标**：理解语言模型的「最后一层」——把每个位置的 `hidden_states` 向量映射成词表里每个 token 的分数（logits）。
-
-    **预计时间**：15～20 分钟
 
     **学完后你能自测**：
     - [ ] `hidden_states.shape` 是 `(2, 10, 256)`，`logits.shape` 是 `(2, 10, 6400)`；
@@ -26,14 +22,13 @@ CELLS = [
     固定随机种子，这样你每次运行看到的数字都一样。
     """),
     code("""
-    import math
-
     import matplotlib.pyplot as plt
     import torch
     from torch import nn
 
     from diy import DIYModel
     from diy.checks import check_lm_head
+    from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
     torch.manual_seed(0)
     print("torch", torch.__version__)
@@ -161,22 +156,25 @@ CELLS = [
     print(f"概率之和: {probs.sum().item():.4f}")
     print(f"最大概率: {probs.max().item():.6f}   均匀分布 1/vocab_size: {1 / vocab_size:.6f}")
     top = torch.topk(probs, k=5)
-    for rank, (p, token_id) in enumerate(zip(top.values, top.indices), start=1):
+    for rank, (p, token_id) in enumerate(zip(top.values, top.indices, strict=True), start=1):
         print(f"  top-{rank}: token id {token_id.item():4d}  p = {p.item():.6f}")
     """),
     md("""
     画出这一个位置对全部 6400 个 token 的概率：随机初始化的模型还什么都没学到，概率都在均匀分布 1/6400（红线）
     附近随机起伏，最大的也只有千分之一左右，没有哪个 token 明显胜出。训练（第二步）会把正确的下一个 token 的概率推高。
 
-    （图里的文字用英文，因为 matplotlib 默认字体没有中文字形。）
+    （图里的文字由 `zh_or_en(中文, English)` 决定：电脑上装了中文字体就显示中文，没有就显示英文，
+    免得中文变成一个个方框。怎么装中文字体见 README 的「常见问题」。）
     """),
     code("""
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.plot(probs.numpy(), linewidth=0.5, label="softmax(logits[0, 3])")
-    ax.axhline(1 / vocab_size, color="red", linestyle="--", label="uniform 1/6400")
+    ax.axhline(1 / vocab_size, color="red", linestyle="--",
+               label=zh_or_en("均匀分布 1/6400", "uniform 1/6400"))
     ax.set_xlabel("token id")
-    ax.set_ylabel("p(next token)")
-    ax.set_title("Next-token distribution of a random model at one position")
+    ax.set_ylabel(zh_or_en("p(下一个 token)", "p(next token)"))
+    ax.set_title(zh_or_en("随机模型在一个位置上的下一个 token 分布",
+                       "Next-token distribution of a random model at one position"))
     ax.legend(loc="upper right")
     plt.show()
     """),

@@ -4,12 +4,8 @@ from tools.notebook_builder import check, code, exercise, md
 
 CELLS = [
     md("""
-    # 第一步 · 1.2 用 logits 算 loss 并反向传播
-
     **目标**：理解 next-token prediction 的 label 怎么取，padding 怎么用 `ignore_index` 排除，
     然后 `backward()` 让每个参数都得到梯度，并用一步优化器更新让 loss 下降。
-
-    **预计时间**：15～20 分钟
 
     **学完后你能自测**：
     - [ ] 说清楚为什么是 `logits[:, :-1]` 对 `input_ids[:, 1:]`；
@@ -33,6 +29,7 @@ CELLS = [
 
     from diy import DIYModel
     from diy.checks import check_backward, check_next_token_loss, check_train_step
+    from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
     vocab_size, hidden_size, num_layers, num_heads, max_seq_len, dropout = 6400, 256, 2, 4, 128, 0.1
 
@@ -174,10 +171,11 @@ CELLS = [
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("lightgray")
     image = ax.imshow(shown.numpy(), cmap=cmap, aspect="auto")
-    ax.set_xlabel("position t (predicting token t+1)")
-    ax.set_ylabel("row")
+    ax.set_xlabel(zh_or_en("位置 t（预测第 t+1 个 token）", "position t (predicting token t+1)"))
+    ax.set_ylabel(zh_or_en("行", "row"))
     ax.set_yticks(range(batch_size))
-    ax.set_title("Per-position loss; gray = padding target, ignored")
+    ax.set_title(zh_or_en("每个位置的 loss；灰色 = padding 目标，被忽略",
+                       "Per-position loss; gray = padding target, ignored"))
     fig.colorbar(image, ax=ax, label="loss")
     plt.show()
     """),
@@ -246,8 +244,8 @@ CELLS = [
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("gradient L2 norm (log scale)")
-    ax.set_title("Every parameter tensor gets a gradient")
+    ax.set_xlabel(zh_or_en("梯度的 L2 范数（对数刻度）", "gradient L2 norm (log scale)"))
+    ax.set_title(zh_or_en("每个参数张量都得到了梯度", "Every parameter tensor gets a gradient"))
     fig.tight_layout()
     plt.show()
     """),

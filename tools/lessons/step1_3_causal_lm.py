@@ -4,11 +4,7 @@ from tools.notebook_builder import check, code, exercise, md
 
 CELLS = [
     md("""
-    # 第一步 · 1.3 封装成完整的语言模型：DIYForCausalLM
-
     **目标**：把「骨干 + lm_head」收进一个类。从第二步起，训练和生成都只调用这个类，骨干网络保持不动。
-
-    **预计时间**：20～30 分钟
 
     **学完后你能自测**：
     - [ ] `DIYForCausalLM` 里有 `self.model`（DIYModel）和 `self.lm_head`（nn.Linear，无 bias）；
@@ -120,7 +116,9 @@ CELLS = [
         return F.cross_entropy(logits[:, :-1].reshape(-1, vocab_size), input_ids[:, 1:].reshape(-1),
                                ignore_index=padding_id)
 
-    model.eval(); lm_head.eval(); clm.eval()
+    model.eval()
+    lm_head.eval()
+    clm.eval()
     logits_12 = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=True))  # 1.2 的做法
     logits_13 = clm(input_ids, seq_lengths=seq_lengths, is_training=True)            # 1.3 的做法
     loss_12 = next_token_loss(logits_12, input_ids, padding_id)

@@ -1,0 +1,95 @@
+"""The course in one table: steps → lessons → exercises → self-checks.
+
+This is the only list of lessons. Everything else derives from it: the notebook builder
+(`tools/notebook_builder.py` writes each notebook's title, time estimate and cell tags from
+here), the self-check lookup (`diy.checks`), the grader (`diy.grade` finds a notebook's lesson
+and its check cells by the metadata and tags the builder wrote), the kernel's NameError hints
+and the README's lesson table. Adding a lesson means: one lesson source in `tools/lessons/`
+plus one `Lesson(...)` entry below; `tests/test_course.py` proves the derived places agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str  # "1.2a": what the self-check prints and the grader's column
+    check: str  # the self-check function in diy.checks that its check cell calls
+    defines: tuple[str, ...]  # names the exercise cell defines and the check cell reads
+
+
+@dataclass(frozen=True)
+class Lesson:
+    name: str  # file stem of notebooks/NAME.ipynb, solutions/NAME.ipynb, tools/lessons/NAME.py
+    number: str  # "1.2"
+    title: str  # the notebook's heading after "第一步 · 1.2"
+    minutes: str  # suggested study time, e.g. "15～20"
+    topics: str  # one line for the README's table
+    exercises: tuple[Exercise, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    label: str  # "第一步"
+    title: str
+    lessons: tuple[Lesson, ...]
+
+
+STEPS = (
+    Step(1, "第一步", "从 hidden_states 到 logits", (
+        Lesson("step1_1_lm_head", "1.1", "加上 lm_head：从 hidden_states 到 logits", "15～20",
+               "lm_head、logits 的含义、概率分布图、参数占比", (
+                   Exercise("1.1", "check_lm_head", ("build_lm_head", "forward_to_logits")),
+               )),
+        Lesson("step1_2_loss_backward", "1.2", "用 logits 算 loss 并反向传播", "15～20",
+               "错位、展平、padding 与 `ignore_index`、ln(6400)、梯度、一步优化", (
+                   Exercise("1.2a", "check_next_token_loss", ("next_token_loss",)),
+                   Exercise("1.2b", "check_backward", ("loss",)),
+                   Exercise("1.2c", "check_train_step", ("train_step",)),
+               )),
+        Lesson("step1_3_causal_lm", "1.3", "封装成完整的语言模型：DIYForCausalLM", "20～30",
+               "`DIYForCausalLM`、与 1.2 逐元素相同、KV cache", (
+                   Exercise("1.3", "check_causal_lm", ("DIYForCausalLM",)),
+               )),
+    )),
+)
+
+LESSONS: dict[str, Lesson] = {lesson.name: lesson for step in STEPS for lesson in step.lessons}
+EXERCISES: dict[str, Exercise] = {e.id: e for lesson in LESSONS.values() for e in lesson.exercises}
+LESSON_OF_EXERCISE: dict[str, str] = {e.id: lesson.name for lesson in LESSONS.values()
+                                      for e in lesson.exercises}
+STEP_OF_LESSON: dict[str, Step] = {lesson.name: step for step in STEPS for lesson in step.lessons}
+
+# Cell tags the builder writes; the grader finds cells by them.
+EXERCISE_TAG, CHECK_TAG = "exercise", "self-check"
+# Notebook metadata key the builder writes: {"diy": {"lesson": NAME}}.
+METADATA_KEY = "diy"
+
+
+def exercise_tag(exercise_id: str) -> str:
+    return f"{EXERCISE_TAG}-{exercise_id}"
+
+
+def check_tag(exercise_id: str) -> str:
+    return f"{CHECK_TAG}-{exercise_id}"
+
+
+def heading(lesson: Lesson) -> str:
+    """The notebook's first lines: title and time estimate."""
+    step = STEP_OF_LESSON[lesson.name]
+    return (f"# {step.label} · {lesson.number} {lesson.title}\n\n"
+            f"**预计时间**：{lesson.minutes} 分钟")
+
+
+def readme_table() -> str:
+    """The README's table of lessons (written between markers by `make notebooks`)."""
+    lines = ["| 小节 | notebook | 内容 | 练习 | 建议时间 |", "| --- | --- | --- | --- | --- |"]
+    for step in STEPS:
+        for lesson in step.lessons:
+            exercises = " / ".join(e.id for e in lesson.exercises)
+            lines.append(f"| {lesson.number} | `{lesson.name}.ipynb` | {lesson.topics} | "
+                         f"{exercises} | {lesson.minutes} 分钟 |")
+    return "\n".join(lines)

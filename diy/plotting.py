@@ -1,0 +1,61 @@
+"""Chinese text in matplotlib figures where the machine has a Chinese font, English otherwise.
+
+matplotlib's bundled font (DejaVu Sans) has no Chinese glyphs: Chinese titles would come out
+as empty boxes with a "Glyph ... missing from font" warning for every character. So every
+figure of the course writes its text through ``zh_or_en``:
+
+    from diy.plotting import zh_or_en
+    ax.set_title(zh_or_en("下一个 token 的分布", "Next-token distribution"))
+
+``zh_or_en`` returns the Chinese text when an installed CJK font was found (and makes it
+matplotlib's font), the English text otherwise. How to install a font: README, 常见问题.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+# Common CJK fonts of Linux, macOS and Windows, best first.
+CJK_FONTS = (
+    "Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC", "Hiragino Sans GB", "Heiti SC",
+    "SimHei", "Arial Unicode MS",
+)
+
+
+def find_cjk_font(candidates=CJK_FONTS) -> str | None:
+    """The first of ``candidates`` that matplotlib can use, or None."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    if not any(entry.name in candidates for entry in manager.ttflist):
+        # matplotlib's font list is cached on disk; a font installed after the cache was built
+        # is missing from it. Add the system's font files it has not seen yet.
+        known = {entry.fname for entry in manager.ttflist}
+        for path in font_manager.findSystemFonts():
+            if path not in known:
+                try:
+                    manager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # unreadable font file: skip it
+                    continue
+    installed = {entry.name for entry in manager.ttflist}
+    return next((name for name in candidates if name in installed), None)
+
+
+@cache
+def chinese_font() -> str | None:
+    """Make the first installed CJK font matplotlib's sans-serif font; its name, or None."""
+    import matplotlib
+
+    name = find_cjk_font()
+    if name is not None:
+        matplotlib.rcParams["font.sans-serif"] = [name, *matplotlib.rcParams["font.sans-serif"]]
+        matplotlib.rcParams["font.family"] = "sans-serif"
+        # CJK fonts often lack U+2212 (the minus sign of tick labels): use an ASCII hyphen.
+        matplotlib.rcParams["axes.unicode_minus"] = False
+    return name
+
+
+def zh_or_en(zh: str, en: str) -> str:
+    """Figure text: Chinese when a CJK font is installed, English (no missing glyphs) otherwise."""
+    return zh if chinese_font() is not None else en

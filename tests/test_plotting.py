@@ -1,0 +1,84 @@
+"""Figures speak Chinese where a CJK font is installed and English, without warnings, elsewhere."""
+
+import io
+import os
+import warnings
+
+import matplotlib
+import pytest
+from matplotlib import font_manager
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from diy import plotting  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_choice():
+    """Each test decides afresh, and leaves matplotlib's settings as it found them."""
+    plotting.chinese_font.cache_clear()
+    with matplotlib.rc_context():
+        yield
+    plotting.chinese_font.cache_clear()
+
+
+def dejavu_file() -> str:
+    """matplotlib's own font file, as its font list records it."""
+    return next(e.fname for e in font_manager.fontManager.ttflist if e.name == "DejaVu Sans")
+
+
+def render(title: str) -> list[str]:
+    """Draw a figure with ``title`` to PNG; the warnings matplotlib gave while drawing."""
+    fig, ax = plt.subplots()
+    ax.plot([0, -1, 2])
+    ax.set_title(title)
+    ax.set_xlabel(title)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+    return [str(w.message) for w in caught]
+
+
+def test_without_a_cjk_font_the_text_is_english_and_draws_without_warnings(monkeypatch):
+    monkeypatch.setattr(plotting, "find_cjk_font",
+                        lambda candidates=("No Such Font SC",): None)
+    text = plotting.zh_or_en("下一个 token 的分布", "next-token distribution")
+    assert text == "next-token distribution"
+    assert render(text) == []
+    # what the fallback avoids: Chinese text in the default font warns about every glyph
+    assert any("missing from font" in w for w in render("下一个"))
+
+
+def test_with_a_cjk_font_it_becomes_matplotlibs_font(monkeypatch):
+    # A font entry named like a CJK font (the file is DejaVu, enough to test the choice).
+    dejavu = dejavu_file()
+    entry = font_manager.FontEntry(fname=dejavu, name="Noto Sans CJK SC")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [*font_manager.fontManager.ttflist, entry])
+    assert plotting.find_cjk_font() == "Noto Sans CJK SC"
+    assert plotting.zh_or_en("中文", "English") == "中文"
+    assert matplotlib.rcParams["font.sans-serif"][0] == "Noto Sans CJK SC"
+    assert matplotlib.rcParams["axes.unicode_minus"] is False
+
+
+def test_a_font_installed_after_matplotlibs_cache_is_found(monkeypatch, tmp_path):
+    dejavu = dejavu_file()
+    added = []
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda: [dejavu, str(tmp_path / "x.ttf")])
+    monkeypatch.setattr(font_manager.fontManager, "addfont", lambda path: added.append(path))
+    assert plotting.find_cjk_font(("No Such Font SC",)) is None
+    # only files matplotlib had not seen are added; DejaVu is known already
+    assert added == [str(tmp_path / "x.ttf")]
+
+
+def test_a_real_cjk_font_draws_chinese_without_warnings():
+    """Runs where a CJK font is installed (.ci/run installs one where apt is available)."""
+    font = plotting.chinese_font()
+    if font is None:
+        if os.environ.get("DIY_REQUIRE_CJK_FONT") == "1":
+            pytest.fail("a CJK font was installed for this run but matplotlib does not find it")
+        pytest.skip("no CJK font installed on this machine")
+    assert plotting.zh_or_en("中文", "English") == "中文"
+    assert render("每个位置的 loss；灰色 = padding −1") == []
