@@ -6,17 +6,33 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install lab test lint bench clean notebooks
 
+# torch's pin, read from requirements.txt (the one place it is written).
+TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
+# On Linux, PyPI's torch is the CUDA build (several GB of nvidia-* wheels). PyTorch's own CPU
+# wheel index, as pytorch.org documents it, has the ~190 MB CPU build. For a CUDA build:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 # A venv with the pinned requirements; redone when requirements.txt or pyproject.toml change.
+# Linux: torch first, from TORCH_INDEX; where that index cannot be reached (offline mirror,
+# firewall) pip fails fast and the next line installs torch from the usual index instead.
+# The requirements line then finds torch already satisfied (2.13.0+cpu satisfies ==2.13.0).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+ifeq ($(shell uname -s),Linux)
+	$(BIN)/python -m pip install --quiet --timeout 10 --retries 0 \
+		--index-url $(TORCH_INDEX) "$(TORCH_PIN)" \
+	|| echo "提示：连不上 $(TORCH_INDEX)，改从默认的包索引安装 $(TORCH_PIN)（Linux 上可能是几 GB 的 CUDA 版）"
+endif
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Opens the course's first lesson (the first entry of the registry, diy/course.py).
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
-		--LabApp.default_url=/lab/tree/notebooks/step1_1_lm_head.ipynb
+		--LabApp.default_url=/lab/tree/notebooks/$$($(BIN)/python -m diy.course --first).ipynb
 
 # Lint, then unit tests and every notebook under strict nbval (options in pyproject.toml).
 # pytest exits 5 when it collected no test, and make treats any non-zero exit as a failure.

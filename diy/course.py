@@ -93,3 +93,12 @@ def readme_table() -> str:
             lines.append(f"| {lesson.number} | `{lesson.name}.ipynb` | {lesson.topics} | "
                          f"{exercises} | {lesson.minutes} 分钟 |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m diy.course --first: the first lesson's name (make lab)
+    import sys
+
+    if sys.argv[1:] == ["--first"]:
+        print(next(iter(LESSONS)))
+    else:
+        print(readme_table())

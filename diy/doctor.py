@@ -69,6 +69,37 @@ def check_versions(requirements: Path) -> list[Finding]:
     return findings
 
 
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def installed_torch_build() -> tuple[str, str | None, bool]:
+    """(version, CUDA version or None for the CPU build, whether a GPU is usable)."""
+    import torch
+
+    cuda = torch.version.cuda
+    return torch.__version__, cuda, bool(cuda) and torch.cuda.is_available()
+
+
+def check_torch_build(build: tuple[str, str | None, bool] | None = None) -> Finding:
+    """Which torch build is installed: the CPU build the course installs, or a CUDA build.
+    A CUDA build on a machine without a usable GPU is several GB that the course never uses."""
+    version, cuda, gpu = build or installed_torch_build()
+    if cuda is None:
+        return Finding(True, f"torch {version}：CPU 版（课程用的就是它）")
+    if gpu:
+        return Finding(True, f"torch {version}：CUDA {cuda} 版，有可用的 GPU")
+    return Finding(False, f"torch {version} 是 CUDA {cuda} 版，但这台机器没有可用的 GPU"
+                   "（几 GB 的 CUDA 库用不上）",
+                   f"换成 CPU 版：.venv/bin/pip install --force-reinstall '{torch_pin()}' "
+                   f"--index-url {CPU_INDEX}（Linux；macOS/Windows 的 PyPI 版本来就是 CPU 版）。")
+
+
+def torch_pin() -> str:
+    pins = pinned_requirements(REPO_ROOT / "requirements.txt") \
+        if (REPO_ROOT / "requirements.txt").exists() else {}
+    return f"torch=={pins['torch']}" if "torch" in pins else "torch"
+
+
 def kernel_spec(name: str = "python3"):
     """The argv of the Jupyter kernel `name`, or None when Jupyter has no such kernel."""
     try:
@@ -140,7 +171,8 @@ def check_backbone() -> Finding:
 
 
 def run(requirements: Path) -> list[Finding]:
-    return [check_python(), *check_versions(requirements), *check_kernel(), check_backbone()]
+    return [check_python(), *check_versions(requirements), check_torch_build(), *check_kernel(),
+            check_backbone()]
 
 
 def main(argv=None) -> int:

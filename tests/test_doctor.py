@@ -12,7 +12,7 @@ def test_course_environment_is_healthy():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stdout
     assert "❌" not in out.stdout
-    for expected in ["✅ Python 3.", "✅ torch 2.13.0", "✅ Jupyter kernel python3",
+    for expected in ["✅ Python 3.", "✅ torch 2.13.0", "✅ Jupyter kernel python3", "CPU 版",
                      "✅ kernel 与当前解释器是同一个环境", "✅ DIYModel 前向一次", "一切正常"]:
         assert expected in out.stdout, out.stdout
 
@@ -67,3 +67,14 @@ def test_failing_run_exits_1(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "❌ DIYModel 前向失败" in out and "修复：重新 make install" in out
     assert "1 项需要修复" in out
+
+
+def test_torch_build_is_reported():
+    cpu = doctor.check_torch_build(("2.13.0+cpu", None, False))
+    assert cpu.ok and "CPU 版" in cpu.what and "2.13.0+cpu" in cpu.what
+    with_gpu = doctor.check_torch_build(("2.13.0", "12.8", True))
+    assert with_gpu.ok and "CUDA 12.8" in with_gpu.what
+    wasted = doctor.check_torch_build(("2.13.0", "12.8", False))
+    assert not wasted.ok and "没有可用的 GPU" in wasted.what
+    assert "--index-url https://download.pytorch.org/whl/cpu" in wasted.fix
+    assert "torch==2.13.0" in wasted.fix  # the pin, read from requirements.txt
