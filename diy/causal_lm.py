@@ -1,12 +1,15 @@
 """DIYForCausalLM: backbone + lm_head, the reference answer of lesson 1.3.
 
 Write your own in notebook 1.3 first; later steps (training, generation) import this one.
+Checkpoints use Hugging Face's method names: `save_pretrained(folder)` / `from_pretrained(folder)`
+(config.json + model.safetensors, see diy/checkpoint.py).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from . import checkpoint
 from .model import DIYModel
 
 
@@ -27,3 +30,12 @@ class DIYForCausalLM(nn.Module):
             hidden_states, presents = out  # cached inference path
             return self.lm_head(hidden_states), presents  # (B, L, V), num_layers x (k, v)
         return self.lm_head(out)  # (B, L, V)
+
+    def save_pretrained(self, folder):
+        """Write config.json and model.safetensors into ``folder`` (each file atomically)."""
+        return checkpoint.save(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder, config=None):
+        """The model saved in ``folder``, in eval mode; ``config`` (optional) must match it."""
+        return checkpoint.load(cls, folder, config)

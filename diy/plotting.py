@@ -59,3 +59,29 @@ def chinese_font() -> str | None:
 def zh_or_en(zh: str, en: str) -> str:
     """Figure text: Chinese when a CJK font is installed, English (no missing glyphs) otherwise."""
     return zh if chinese_font() is not None else en
+
+
+def plot_loss_curve(history, ax=None, vocab_size: int = 6400):
+    """The loss of every training step and the eval loss, on a log scale, with the ln(V)
+    line where a model that guesses uniformly starts. Returns the figure."""
+    import math
+
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(history.step, history.train_loss, linewidth=1,
+            label=zh_or_en("训练 loss（每步的 batch）", "train loss (each step's batch)"))
+    ax.plot(history.eval_step, history.eval_loss, "o-", markersize=4,
+            label=zh_or_en("评估 loss（整段文字，eval 模式）", "eval loss (whole text, eval mode)"))
+    ax.axhline(math.log(vocab_size), color="gray", linestyle="--",
+               label=zh_or_en(f"起点 ln {vocab_size} ≈ {math.log(vocab_size):.2f}",
+                              f"start: ln {vocab_size} ≈ {math.log(vocab_size):.2f}"))
+    ax.axhline(0.05, color="green", linestyle=":", label=zh_or_en("目标 0.05", "target 0.05"))
+    ax.set_yscale("log")
+    ax.set_xlabel(zh_or_en("步数", "step"))
+    ax.set_ylabel(zh_or_en("loss（对数刻度）", "loss (log scale)"))
+    ax.set_title(zh_or_en("训练曲线", "Training curve"))
+    ax.legend(loc="upper right", fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

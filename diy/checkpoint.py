@@ -1,0 +1,127 @@
+"""Checkpoints: a folder with config.json and model.safetensors, as Hugging Face writes them.
+
+    model.save_pretrained("checkpoints/course")          # DIYForCausalLM
+    model = DIYForCausalLM.from_pretrained("checkpoints/course")
+
+Each file is written to a temporary file in the same folder and renamed into place, so an
+interrupted save leaves the previous checkpoint (or none), never half a file. The weights file
+also records the config it was saved with; loading compares the two, so a folder whose files
+come from two different saves is refused instead of loaded wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+from .config import DIYConfig
+from .errors import DIYConfigError, DIYInputError
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def write_atomically(path: Path, write) -> None:
+    """Call write(temporary_path), then rename the temporary file to ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it a file's usual mode
+        os.replace(temporary, path)  # atomic on the same file system
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save(model, folder) -> Path:
+    """Write ``model`` (a DIYForCausalLM) to ``folder``: config.json + model.safetensors."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
+    # contiguous copies: safetensors refuses views that share memory
+    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    write_atomically(folder / WEIGHTS_NAME,
+                     lambda tmp: save_file(tensors, tmp, metadata={"diy_config": config_json}))
+    write_atomically(folder / CONFIG_NAME,
+                     lambda tmp: Path(tmp).write_text(config_json + "\n", encoding="utf-8"))
+    return folder
+
+
+def _refuse(problem: str, fix: str, gloss: str):
+    raise DIYInputError(problem, fix, gloss)
+
+
+def read_config(folder: Path) -> DIYConfig:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        _refuse(f"检查点文件夹 {folder} 里没有 {CONFIG_NAME}。",
+                "确认路径是 save_pretrained 写出的文件夹"
+                "（或先运行 python -m diy.train 生成一个）。",
+                f"no {CONFIG_NAME} in {folder}.")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(DIYConfig)}
+        return DIYConfig(**{k: v for k, v in values.items() if k in known})
+    except (ValueError, TypeError, DIYConfigError) as exc:
+        _refuse(f"{path} 损坏或不是课程的配置文件（{type(exc).__name__}: {str(exc)[:100]}）。",
+                "重新保存这个检查点（save_pretrained 或 python -m diy.train）。",
+                f"{path} is corrupt or not a DIYConfig.")
+
+
+def load(cls, folder, config: DIYConfig | None = None):
+    """A ``cls`` (DIYForCausalLM) with the weights in ``folder``, in eval mode.
+
+    ``config``, when given, must equal the saved one (a clear error lists the differences).
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        _refuse(f"找不到检查点文件夹 {folder}。",
+                "先训练并保存一个：python -m diy.train（默认写到 checkpoints/），或检查路径。",
+                f"checkpoint folder {folder} does not exist.")
+    saved = read_config(folder)
+    if config is not None and config != saved:
+        names = [f.name for f in fields(DIYConfig)
+                 if getattr(saved, f.name) != getattr(config, f.name)]
+        differ = [f"{n}: 保存的 {getattr(saved, n)!r} ≠ 给出的 {getattr(config, n)!r}"
+                  for n in names]
+        _refuse("检查点的配置与给出的 config 不一致：" + "；".join(differ) + "。",
+                "不传 config（用检查点自己的配置），或者加载与这个 config 一起保存的检查点。",
+                "the checkpoint's config differs from the given one: " + ", ".join(names) + ".")
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        _refuse(f"检查点文件夹 {folder} 里没有 {WEIGHTS_NAME}。",
+                "重新保存这个检查点（save_pretrained 或 python -m diy.train）。",
+                f"no {WEIGHTS_NAME} in {folder}.")
+    try:
+        state = load_file(weights)
+        with safe_open(weights, framework="pt") as f:
+            recorded = (f.metadata() or {}).get("diy_config")
+    except (SafetensorError, OSError, ValueError) as exc:
+        _refuse(f"{weights} 损坏，无法读取（{type(exc).__name__}: {str(exc)[:100]}）。",
+                "重新保存这个检查点（save_pretrained 或 python -m diy.train）。",
+                f"{weights} is corrupt.")
+    if recorded is not None and json.loads(recorded) != saved.to_dict():
+        _refuse(f"{weights} 和 {CONFIG_NAME} 来自两次不同的保存（配置对不上）。",
+                "重新保存这个检查点；不要从不同的检查点里混拷文件。",
+                f"{WEIGHTS_NAME} and {CONFIG_NAME} come from different saves.")
+    model = cls(saved)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or \
+            [n for n in expected if expected[n] != found[n]]
+        _refuse(f"{weights} 里的参数与配置描述的模型不符（例如 {', '.join(wrong[:3])}）。",
+                "这不是 DIYForCausalLM 的检查点，或文件被改过；重新保存。",
+                f"the weights do not fit the config (e.g. {', '.join(wrong[:3])}).")
+    model.load_state_dict(state, strict=True)
+    return model.eval()

@@ -1,0 +1,56 @@
+"""The trained model the lessons after 2.2 start from, trained once per machine.
+
+    from diy.course_model import course_model
+    model = course_model()   # DIYForCausalLM in eval mode, recites the course passage
+
+It is exactly what `python -m diy.train` makes with its defaults (`train_on_text()`: course
+defaults, TrainConfig(), the course passage). The first call trains it (about 13 s on 2 CPU
+cores) and saves it to the cache folder (``$DIY_CACHE``, else ``$XDG_CACHE_HOME/diy-llm``, else
+``~/.cache/diy-llm``); later calls, in any notebook, read it back in a fraction of a second.
+The folder's name is a fingerprint of everything the training depends on, so a change of
+passage, defaults or torch version trains a new one instead of reusing a stale model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .causal_lm import DIYForCausalLM
+from .config import DIYConfig
+from .data import load_passage
+from .errors import DIYInputError
+from .training import TrainConfig, train_on_text
+
+
+def cache_folder() -> Path:
+    if os.environ.get("DIY_CACHE"):
+        return Path(os.environ["DIY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "diy-llm"
+
+
+def fingerprint() -> str:
+    import torch
+
+    from . import __version__
+
+    recipe = {"model": DIYConfig().to_dict(), "train": asdict(TrainConfig()),
+              "text": load_passage(), "torch": torch.__version__, "diy": __version__}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def course_model(progress: bool = False) -> DIYForCausalLM:
+    """The course's trained model, in eval mode (trained now if the cache has none)."""
+    folder = cache_folder() / f"course-model-{fingerprint()}"
+    if folder.is_dir():
+        try:
+            return DIYForCausalLM.from_pretrained(folder)
+        except DIYInputError:  # an unreadable cache entry: train again and overwrite it
+            pass
+    model, _ = train_on_text(progress=progress)
+    model.save_pretrained(folder)  # each file written atomically: safe if two kernels race
+    return model
