@@ -1,9 +1,24 @@
 """Repository-wide pytest set-up (applies to the unit tests and to nbval's notebook runs)."""
 
+import os
+from pathlib import Path
+
+# One thread per process. pytest-xdist runs a worker per core and each worker starts notebook
+# kernels; torch's default (an OpenMP thread per core in every process) oversubscribes the
+# cores, and OpenMP's spinning threads make small tensor ops crawl: measured on 2 cores, a check
+# cell that takes 1 s alone took 235 s. Set before torch is imported; kernels inherit it.
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+
+# One cache of the trained course model for the whole run (test workers and notebook kernels
+# inherit the variable): it is trained at most once per run, by whoever needs it first, and
+# kept for the next run. Inside the repository (git ignores it), not in the user's home.
+os.environ.setdefault("DIY_CACHE", str(Path(__file__).resolve().parent / ".cache" / "diy-llm"))
+
 # matplotlib builds its font cache on first import and says so on stderr. Inside a notebook
 # that message would be an unexpected output under strict nbval on a fresh machine, so build
 # the cache here, once, before any notebook runs.
-import matplotlib
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.font_manager  # noqa: E402,F401

@@ -55,6 +55,21 @@ STEPS = (
                    Exercise("1.3", "check_causal_lm", ("DIYForCausalLM",)),
                )),
     )),
+    Step(2, "第二步", "最小训练循环：过拟合一段真实的中文短文", (
+        Lesson("step2_1_tokens_batches", "2.1", "文字 → token id → batch", "15～20",
+               "字符级分词器、课程短文、token 流、随机窗口 `get_batch`、可复现的 generator", (
+                   Exercise("2.1", "check_get_batch", ("get_batch",)),
+               )),
+        Lesson("step2_2_training_loop", "2.2", "训练循环", "20～30",
+               "过拟合一个 batch、`train_step`（梯度裁剪）、`evaluate`、进度条、loss 曲线", (
+                   Exercise("2.2a", "check_training_step", ("train_step",)),
+                   Exercise("2.2b", "check_evaluate", ("evaluate",)),
+               )),
+        Lesson("step2_3_it_learns", "2.3", "验证「能学」：背出整段短文", "15～20",
+               "贪心续写、训练前后对比、学习率太大/太小、`save_pretrained` / `from_pretrained`", (
+                   Exercise("2.3", "check_greedy_continue", ("greedy_continue",)),
+               )),
+    )),
 )
 
 LESSONS: dict[str, Lesson] = {lesson.name: lesson for step in STEPS for lesson in step.lessons}

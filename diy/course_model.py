@@ -7,8 +7,8 @@ It is exactly what `python -m diy.train` makes with its defaults (`train_on_text
 defaults, TrainConfig(), the course passage). The first call trains it (about 13 s on 2 CPU
 cores) and saves it to the cache folder (``$DIY_CACHE``, else ``$XDG_CACHE_HOME/diy-llm``, else
 ``~/.cache/diy-llm``); later calls, in any notebook, read it back in a fraction of a second.
-The folder's name is a fingerprint of everything the training depends on, so a change of
-passage, defaults or torch version trains a new one instead of reusing a stale model.
+The folder's name is a fingerprint of everything the training depends on (passage, defaults,
+torch version, thread count), so a change trains a new one instead of reusing a stale model.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,19 +39,40 @@ def fingerprint() -> str:
 
     from . import __version__
 
+    # the thread count changes float summation order, so it is part of the recipe too
     recipe = {"model": DIYConfig().to_dict(), "train": asdict(TrainConfig()),
-              "text": load_passage(), "torch": torch.__version__, "diy": __version__}
+              "text": load_passage(), "torch": torch.__version__, "diy": __version__,
+              "threads": torch.get_num_threads()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@contextmanager
+def exclusive(lock_path: Path):
+    """Hold an exclusive lock on ``lock_path`` (where the platform has fcntl): notebooks that
+    start together wait for the first one's training instead of each training the same model."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock; concurrent runs just train twice
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def course_model(progress: bool = False) -> DIYForCausalLM:
     """The course's trained model, in eval mode (trained now if the cache has none)."""
     folder = cache_folder() / f"course-model-{fingerprint()}"
-    if folder.is_dir():
-        try:
-            return DIYForCausalLM.from_pretrained(folder)
-        except DIYInputError:  # an unreadable cache entry: train again and overwrite it
-            pass
-    model, _ = train_on_text(progress=progress)
-    model.save_pretrained(folder)  # each file written atomically: safe if two kernels race
+    with exclusive(folder.with_name(folder.name + ".lock")):
+        if folder.is_dir():
+            try:
+                return DIYForCausalLM.from_pretrained(folder)
+            except DIYInputError:  # an unreadable cache entry: train again and overwrite it
+                pass
+        model, _ = train_on_text(progress=progress)
+        model.save_pretrained(folder)  # each file written atomically
     return model

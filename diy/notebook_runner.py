@@ -32,7 +32,9 @@ def run_notebook(nb, folder: Path, timeout: float = 300, allow_errors: bool = Fa
 
     ``timeout`` bounds the whole notebook (each cell gets what is left of it); past it nbclient
     raises CellTimeoutError and shuts the kernel down. ``env`` adds environment variables for
-    the kernel.
+    the kernel. The kernel's torch uses one thread unless OMP_NUM_THREADS says otherwise: the
+    grader runs several kernels side by side, and the committed outputs are made the way the
+    tests (one thread per process, see conftest.py) re-make them.
     """
     from nbclient import NotebookClient
 
@@ -42,5 +44,6 @@ def run_notebook(nb, folder: Path, timeout: float = 300, allow_errors: bool = Fa
                             timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
                             resources={"metadata": {"path": str(folder)}})
     # The kernel's own stderr (start-up chatter) is dropped; cell output comes over ZMQ.
-    client.execute(env=dict(os.environ, **(env or {})), stderr=subprocess.DEVNULL)
+    kernel_env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ, **(env or {})}
+    client.execute(env=kernel_env, stderr=subprocess.DEVNULL)
     return nb

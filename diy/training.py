@@ -105,8 +105,10 @@ def progress_bar(steps: int, enabled: bool):
     from tqdm import tqdm
 
     in_notebook = "ipykernel" in sys.modules
+    # In a notebook the saved output keeps every update: update once a second, not 10 times.
     return tqdm(range(1, steps + 1), disable=not enabled, ncols=80 if in_notebook else None,
-                file=sys.stdout if in_notebook else None, desc="训练", unit="步")
+                file=sys.stdout if in_notebook else None, mininterval=1.0 if in_notebook else 0.1,
+                desc="训练", unit="步")
 
 
 def train(model, tokens: torch.Tensor, config: TrainConfig | None = None, *,

@@ -16,9 +16,12 @@ from diy import plotting  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def fresh_choice():
-    """Each test decides afresh, and leaves matplotlib's settings as it found them."""
+    """Each test decides afresh, from matplotlib's default fonts (another test in this process
+    may have chosen a CJK font already), and leaves the settings as it found them."""
     plotting.chinese_font.cache_clear()
-    with matplotlib.rc_context():
+    defaults = {key: matplotlib.rcParamsDefault[key]
+                for key in ("font.family", "font.sans-serif", "axes.unicode_minus")}
+    with matplotlib.rc_context(defaults):
         yield
     plotting.chinese_font.cache_clear()
 

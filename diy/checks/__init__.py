@@ -7,13 +7,17 @@ Each prints ✅ / ⏳ / ❌ with a hint in Chinese and returns the code the foll
 
 from ..course import EXERCISES
 from . import ipython_hints
+from .batches import check_get_batch
 from .causal_lm import check_causal_lm
+from .greedy import check_greedy_continue
 from .lm_head import check_lm_head
 from .loss import check_backward, check_next_token_loss, check_train_step
 from .report import FAIL, PASS, TODO, CheckResult
+from .training import check_evaluate, check_training_step
 
 __all__ = ["check_lm_head", "check_next_token_loss", "check_backward", "check_train_step",
-           "check_causal_lm", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
+           "check_causal_lm", "check_get_batch", "check_training_step", "check_evaluate",
+           "check_greedy_continue", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
 
 
 def check_function(exercise_id: str):

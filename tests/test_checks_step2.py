@@ -1,0 +1,267 @@
+"""Step 2's self-checks: the reference passes, the placeholder is ⏳, every listed mistake gets
+its own hint, and correct but different answers pass."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diy import causal_lm_loss
+from diy.checks import (
+    check_evaluate,
+    check_get_batch,
+    check_greedy_continue,
+    check_training_step,
+)
+from diy.checks.greedy import reference_greedy_continue
+from diy.data import get_batch as reference_get_batch
+from diy.training import evaluate as reference_evaluate
+from diy.training import train_step as reference_train_step
+from tests.check_helpers import assert_caught, placeholder, verdict
+
+
+def passes(capsys, returned, learner, exercise):
+    assert returned is learner
+    text = verdict(capsys)
+    assert text.startswith(f"✅ 练习 {exercise} 通过"), text
+    return text
+
+
+@pytest.mark.parametrize("check, reference, exercise", [
+    (check_get_batch, reference_get_batch, "2.1"),
+    (check_training_step, reference_train_step, "2.2a"),
+    (check_evaluate, reference_evaluate, "2.2b"),
+    (check_greedy_continue, reference_greedy_continue, "2.3"),
+])
+def test_reference_passes_placeholder_waits(capsys, check, reference, exercise):
+    passes(capsys, check(reference), reference, exercise)
+    assert check(placeholder) is reference
+    assert verdict(capsys).startswith(f"⏳ 练习 {exercise} 待完成")
+
+
+@pytest.mark.parametrize("check, reference", [
+    (check_get_batch, reference_get_batch), (check_training_step, reference_train_step),
+    (check_evaluate, reference_evaluate), (check_greedy_continue, reference_greedy_continue),
+])
+def test_checks_leave_the_notebooks_random_numbers_alone(capsys, check, reference):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check(reference)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------------------------ 2.1 get_batch
+
+def batch_with(starts_fn, length=0, stack=True):
+    def get_batch(tokens, batch_size, seq_len, generator=None):
+        starts = starts_fn(tokens, batch_size, seq_len, generator)
+        rows = [tokens[s:s + seq_len + length] for s in starts.tolist()]
+        return torch.stack(rows) if stack else rows
+    return get_batch
+
+
+def randint(high_offset):
+    return lambda t, b, L, g: torch.randint(0, len(t) - L + high_offset, (b,), generator=g)
+
+
+GET_BATCH_MISTAKES = {
+    "runs past the end": (batch_with(randint(5)), "跑出了文本末尾"),
+    "never reaches the last start": (batch_with(randint(0)), "起点"),
+    "one token too many": (batch_with(randint(0), length=1), "多取了一个"),
+    "ignores the generator": (batch_with(
+        lambda t, b, L, g: torch.randint(0, len(t) - L + 1, (b,))), "generator"),
+    "no randomness": (batch_with(lambda t, b, L, g: torch.zeros(b, dtype=torch.long)),
+                      "不是随机的"),
+    "transposed": (lambda t, b, L, g=None: reference_get_batch(t, b, L, g).T, "反了"),
+    "floats": (lambda t, b, L, g=None: reference_get_batch(t, b, L, g).float(), "dtype"),
+    "a list of windows": (batch_with(randint(1), stack=False), "张量"),
+    "x and y misaligned": (lambda t, b, L, g=None: (reference_get_batch(t, b, L, g),) * 2,
+                           "没有错开"),
+    "shuffled window": (lambda t, b, L, g=None: reference_get_batch(t, b, L, g).flip(1), "连续"),
+}
+
+
+@pytest.mark.parametrize("mistake", GET_BATCH_MISTAKES)
+def test_get_batch_mistakes(capsys, mistake):
+    learner, words = GET_BATCH_MISTAKES[mistake]
+    assert_caught(capsys, check_get_batch(learner), reference_get_batch, "2.1", words)
+
+
+def nanogpt_get_batch(tokens, batch_size, seq_len, generator=None):
+    starts = torch.randint(0, len(tokens) - seq_len, (batch_size,), generator=generator)
+    x = torch.stack([tokens[s:s + seq_len] for s in starts])
+    y = torch.stack([tokens[s + 1:s + 1 + seq_len] for s in starts])
+    return x, y
+
+
+def unfold_get_batch(tokens, batch_size, seq_len, generator=None):
+    windows = tokens.unfold(0, seq_len, 1)  # every window, (N - L + 1, L)
+    picks = torch.randint(len(windows), (batch_size,), generator=generator)
+    return windows[picks]
+
+
+def test_get_batch_alternatives_pass(capsys):
+    passes(capsys, check_get_batch(unfold_get_batch), unfold_get_batch, "2.1")
+    returned = check_get_batch(nanogpt_get_batch)
+    text = verdict(capsys)
+    assert text.startswith("✅ 练习 2.1 通过") and "(x, y)" in text
+    tokens = torch.arange(100)
+    x = returned(tokens, 2, 5, torch.Generator().manual_seed(0))  # the notebook goes on with x
+    assert isinstance(x, torch.Tensor) and x.shape == (2, 5)
+
+
+# ---------------------------------------------------------------------------- 2.2a train_step
+
+def step_with(*, train=True, zero_grad=True, step=True, clip=True, item=True, shift="loss",
+              clip_to=None):
+    def train_step(model, optimizer, input_ids, max_grad_norm=1.0):
+        if train:
+            model.train()
+        logits = model(input_ids)
+        if shift == "loss":
+            loss = causal_lm_loss(logits, input_ids)
+        elif shift == "none":
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), input_ids.reshape(-1))
+        else:  # "twice"
+            loss = causal_lm_loss(logits[:, :-1], input_ids[:, 1:])
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_to or max_grad_norm)
+        if step:
+            optimizer.step()
+        return loss.item() if item else loss
+    return train_step
+
+
+STEP_MISTAKES = {
+    "forgets zero_grad": (step_with(zero_grad=False), "清零梯度"),
+    "forgets optimizer.step()": (step_with(step=False), "optimizer.step()"),
+    "returns the loss tensor": (step_with(item=False), "loss.item()"),
+    "forgets model.train()": (step_with(train=False), "model.train()"),
+    "forgets clipping": (step_with(clip=False), "裁剪"),
+    "hard-codes the clipping norm": (step_with(clip_to=1.0), "max_grad_norm"),
+    "no shift": (step_with(shift="none"), "没有错位"),
+    "shifted twice": (step_with(shift="twice"), "错位了两次"),
+}
+
+
+@pytest.mark.parametrize("mistake", STEP_MISTAKES)
+def test_train_step_mistakes(capsys, mistake):
+    learner, words = STEP_MISTAKES[mistake]
+    assert_caught(capsys, check_training_step(learner), reference_train_step, "2.2a", words)
+
+
+def zero_grad_at_the_end(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    logits = model(input_ids)
+    vocab_size = logits.shape[-1]
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, vocab_size),  # the shift done by hand
+                           input_ids[:, 1:].reshape(-1))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    model.zero_grad(set_to_none=True)  # the common "step(); zero_grad()" idiom
+    return float(loss.detach())
+
+
+def test_train_step_alternative_passes(capsys):
+    passes(capsys, check_training_step(zero_grad_at_the_end), zero_grad_at_the_end, "2.2a")
+
+
+# ------------------------------------------------------------------------------ 2.2b evaluate
+
+def evaluate_with(*, eval_mode=True, no_grad=True, back_to_train=True, item=True,
+                  use_labels=True):
+    def evaluate(model, input_ids, labels):
+        if eval_mode:
+            model.eval()
+        with torch.set_grad_enabled(not no_grad):
+            loss = causal_lm_loss(model(input_ids), labels if use_labels else input_ids)
+        if back_to_train:
+            model.train()
+        return loss.item() if item else loss
+    return evaluate
+
+
+EVALUATE_MISTAKES = {
+    "no eval()": (evaluate_with(eval_mode=False), "train 模式"),
+    "no no_grad()": (evaluate_with(no_grad=False), "torch.no_grad()"),
+    "stays in eval mode": (evaluate_with(back_to_train=False), "停在了 eval 模式"),
+    "returns a tensor": (evaluate_with(item=False), "loss.item()"),
+    "ignores labels": (evaluate_with(use_labels=False), "labels"),
+}
+
+
+@pytest.mark.parametrize("mistake", EVALUATE_MISTAKES)
+def test_evaluate_mistakes(capsys, mistake):
+    learner, words = EVALUATE_MISTAKES[mistake]
+    assert_caught(capsys, check_evaluate(learner), reference_evaluate, "2.2b", words)
+
+
+def evaluate_restoring_the_mode(model, input_ids, labels):
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        value = float(causal_lm_loss(model(input_ids), labels))
+    model.train(was_training)
+    return value
+
+
+def test_evaluate_alternative_passes(capsys):
+    passes(capsys, check_evaluate(evaluate_restoring_the_mode), evaluate_restoring_the_mode,
+           "2.2b")
+
+
+# ------------------------------------------------------------------------ 2.3 greedy_continue
+
+def greedy_with(*, eval_mode=True, crop=True, position=-1, dim=-1):
+    def greedy_continue(model, input_ids, max_new_tokens):
+        if eval_mode:
+            model.eval()
+        for _ in range(max_new_tokens):
+            context = input_ids[:, -model.config.max_seq_len:] if crop else input_ids
+            logits = model(context)
+            if dim == -1:
+                next_id = logits[:, position, :].argmax(dim=-1, keepdim=True)
+            else:
+                next_id = logits[:, -1:, :].argmax(dim=1)[:, :1]
+            input_ids = torch.cat([input_ids, next_id], dim=1)
+        return input_ids
+    return greedy_continue
+
+
+GREEDY_MISTAKES = {
+    "no eval()": (greedy_with(eval_mode=False), "model.eval()"),
+    "no cropping": (greedy_with(crop=False), "裁剪"),
+    "position 0": (greedy_with(position=0), "第 0 个位置"),
+    "argmax over the wrong dimension": (greedy_with(dim=1), "维度"),
+    "returns only the new tokens": (
+        lambda m, ids, n: reference_greedy_continue(m, ids, n)[:, ids.shape[1]:], "形状"),
+    "returns a list": (lambda m, ids, n: reference_greedy_continue(m, ids, n).tolist(), "张量"),
+}
+
+
+@pytest.mark.parametrize("mistake", GREEDY_MISTAKES)
+def test_greedy_mistakes(capsys, mistake):
+    learner, words = GREEDY_MISTAKES[mistake]
+    assert_caught(capsys, check_greedy_continue(learner), reference_greedy_continue, "2.3", words)
+
+
+def greedy_one_row_at_a_time(model, input_ids, max_new_tokens):
+    model.eval()
+    rows = []
+    with torch.inference_mode():
+        for row in input_ids:
+            ids = row.tolist()
+            for _ in range(max_new_tokens):
+                logits = model(torch.tensor([ids[-model.config.max_seq_len:]]))
+                ids.append(int(logits[0, -1].argmax()))
+            rows.append(ids)
+    return torch.tensor(rows)
+
+
+def test_greedy_alternative_passes(capsys):
+    passes(capsys, check_greedy_continue(greedy_one_row_at_a_time), greedy_one_row_at_a_time,
+           "2.3")
