@@ -28,6 +28,10 @@ def llama_config(config: DIYConfig):
         attention_dropout=config.dropout,
         initializer_range=config.initializer_range,
         pad_token_id=config.pad_token_id,
+        # DIYConfig names no bos/eos (the tokenizer does); without these, transformers would
+        # default to 1 and 2 and its generate() would stop at token 2.
+        bos_token_id=None,
+        eos_token_id=None,
         tie_word_embeddings=False,
     )
 

@@ -67,6 +67,10 @@ class RotaryEmbedding(nn.Module):
         """cos, sin for positions start .. start+length-1, each (L, D)."""
         return self.cos[start:start + length], self.sin[start:start + length]
 
+    def at(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for per-row positions (B, L), each (B, 1, L, D) (broadcast over heads)."""
+        return self.cos[positions][:, None], self.sin[positions][:, None]
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """(x1, x2) -> (-x2, x1) on the two halves of the last dim."""
@@ -76,7 +80,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate every (i, i + D/2) pair of x (B, H, L, D) by its position's angle."""
-    return x * cos + rotate_half(x) * sin  # (B, H, L, D); cos/sin (L, D) broadcast
+    return x * cos + rotate_half(x) * sin  # (B, H, L, D); cos/sin (L, D) or (B, 1, L, D)
 
 
 class DIYAttention(nn.Module):
@@ -147,7 +151,7 @@ class DIYDecoderLayer(nn.Module):
         return x, present
 
 
-def attention_mask(seq_lengths, past_len: int, length: int, device) -> torch.Tensor | None:
+def causal_mask(seq_lengths, past_len: int, length: int, device) -> torch.Tensor | None:
     """Boolean mask (True = may attend) for queries at past_len.. over keys 0..past_len+L-1.
 
     Returns None when a plain causal mask suffices (SDPA's fast is_causal path).
@@ -164,6 +168,21 @@ def attention_mask(seq_lengths, past_len: int, length: int, device) -> torch.Ten
         is_real_key = key_pos[None, :] < seq_lengths[:, None]  # (B, P+L)
         mask = mask & is_real_key[:, None, None, :]  # (B, 1, L, P+L)
     return mask
+
+
+def left_padding_mask(key_mask: torch.Tensor, past_len: int, length: int) -> torch.Tensor:
+    """Boolean mask (B, 1, L, P+L) for left-padded rows: causal, and no query sees a padding key.
+
+    A padding query would then see no key at all (softmax over nothing = NaN), so each query
+    may always see itself; padding positions' outputs are never read by a real token.
+    """
+    total = past_len + length
+    query_pos = torch.arange(past_len, total, device=key_mask.device)  # (L,)
+    key_pos = torch.arange(total, device=key_mask.device)  # (P+L,)
+    causal = key_pos[None, :] <= query_pos[:, None]  # (L, P+L)
+    itself = key_pos[None, :] == query_pos[:, None]  # (L, P+L)
+    mask = causal[None] & key_mask[:, None, :]  # (B, L, P+L)
+    return (mask | itself[None])[:, None]  # (B, 1, L, P+L)
 
 
 class DIYModel(nn.Module):
@@ -193,13 +212,22 @@ class DIYModel(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
     def forward(self, input_ids: torch.Tensor, seq_lengths=None, past_key_values: KVCache = None,
-                use_cache: bool = False, is_training: bool = True):
-        seq_lengths, past_len = check_forward_inputs(
-            self.config, input_ids, seq_lengths, past_key_values, use_cache, is_training)
+                use_cache: bool = False, is_training: bool = True, attention_mask=None):
+        """``attention_mask`` (B, P+L), Hugging Face's convention (1 = token, 0 = left padding),
+        lets rows of different lengths share a batch and a cache: each row's positions count
+        from its first real token, and no token attends to padding."""
+        seq_lengths, past_len, key_mask = check_forward_inputs(
+            self.config, input_ids, seq_lengths, past_key_values, use_cache, is_training,
+            attention_mask)
         B, L = input_ids.shape
         x = self.embed_tokens(input_ids)  # (B, L, C)
-        cos, sin = self.rotary(past_len, L)  # (L, D) each; positions continue after the cache
-        mask = attention_mask(seq_lengths, past_len, L, input_ids.device)
+        if key_mask is None:
+            cos, sin = self.rotary(past_len, L)  # (L, D) each; positions continue after the cache
+            mask = causal_mask(seq_lengths, past_len, L, input_ids.device)
+        else:
+            positions = (key_mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, P+L) per row
+            cos, sin = self.rotary.at(positions[:, past_len:])  # (B, 1, L, D) each
+            mask = left_padding_mask(key_mask, past_len, L)  # (B, 1, L, P+L)
         presents = []
         for i, layer in enumerate(self.layers):
             past_kv = past_key_values[i] if past_key_values is not None else None

@@ -114,9 +114,41 @@ def check_past_key_values(config: DIYConfig, past_key_values, batch_size: int) -
     return past_len
 
 
+def check_attention_mask(attention_mask, batch_size: int, total: int) -> torch.Tensor | None:
+    """Hugging Face's attention_mask (B, P+L): 1 = token, 0 = left padding. Returns it as bool,
+    or None when every entry is 1 (no padding: the plain causal path is exact)."""
+    expected = (batch_size, total)
+    if not isinstance(attention_mask, torch.Tensor):
+        _fail(f"attention_mask 应该是形状 {expected} 的张量，"
+              f"收到 {type(attention_mask).__name__}。",
+              "1 表示真实 token、0 表示左边的 padding，"
+              "例如 torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])。",
+              f"attention_mask must be a tensor of shape {expected}.")
+    if tuple(attention_mask.shape) != expected:
+        _fail(f"attention_mask 的形状是 {tuple(attention_mask.shape)}，应为 {expected}"
+              "（batch 的每一行、缓存加新输入的每一个位置各一个值）。",
+              "用和 input_ids 一样的形状；带缓存解码时在后面接上新 token 的 1。",
+              f"attention_mask must have shape (B, past + L) = {expected}.")
+    if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        _fail("attention_mask 里只能有 0 和 1。", "1 = 真实 token，0 = padding。",
+              "attention_mask must contain only 0 and 1.")
+    mask = attention_mask.bool()
+    if not bool(mask[:, -1].all()):
+        _fail("attention_mask 某一行的最后一个位置是 0：那是右 padding（或空行）。"
+              "生成时新 token 接在最右边，所以只支持**左** padding。",
+              "把 padding 放到左边：[0, 0, 1, 1, 1]；每行至少一个真实 token。",
+              "attention_mask must be left-padded (each row ends with a real token).")
+    if bool((mask[:, :-1] & ~mask[:, 1:]).any()):
+        _fail("attention_mask 里有「1 之后又是 0」的行：padding 只能在左边，不能在中间或右边。",
+              "左 padding：每行先是若干个 0，然后全是 1。",
+              "attention_mask must be left padding only (zeros, then ones).")
+    return None if bool(mask.all()) else mask
+
+
 def check_forward_inputs(config: DIYConfig, input_ids, seq_lengths, past_key_values, use_cache,
-                         is_training):
-    """Validate forward's arguments; return (seq_lengths as tensor or None, cached length P)."""
+                         is_training, attention_mask=None):
+    """Validate forward's arguments; return (seq_lengths as tensor or None, cached length P,
+    left-padding key mask (B, P+L) as bool or None)."""
     check_input_ids(config, input_ids)
     B, L = input_ids.shape
     if is_training and use_cache:
@@ -135,18 +167,24 @@ def check_forward_inputs(config: DIYConfig, input_ids, seq_lengths, past_key_val
         _fail(f"序列总长度 {past_len + L}（{where}）超过了 max_seq_len={config.max_seq_len}。",
               f"把序列截断到 {config.max_seq_len} 以内，或用更大的 max_seq_len 构造模型。",
               f"sequence length {past_len + L} exceeds max_seq_len={config.max_seq_len}.")
+    if attention_mask is not None:
+        if seq_lengths is not None:
+            _fail("seq_lengths（右 padding）和 attention_mask（左 padding）只能给一个。",
+                  "训练用 seq_lengths；生成（带缓存）用 attention_mask。",
+                  "give seq_lengths or attention_mask, not both.")
+        return None, past_len, check_attention_mask(attention_mask, B, past_len + L)
     if seq_lengths is None:
-        return None, past_len
+        return None, past_len, None
     seq_lengths = check_seq_lengths(seq_lengths, B, L)
     if past_key_values is not None:
         _fail("带 past_key_values 的解码不支持 seq_lengths（右 padding 会留在缓存里）。",
-              "逐条生成，或等到第三步用左 padding 的批量生成。",
+              "带缓存的批量生成用左 padding 和 attention_mask。",
               "seq_lengths cannot be combined with past_key_values.")
     if use_cache and int(seq_lengths.min()) < L:
         _fail("use_cache=True 时 batch 里有右 padding 的行：padding 的 k/v 会进入缓存，"
               "之后解码的 token 会错误地看到它们。",
-              "生成时每条序列单独 prefill，或去掉 padding。",
+              "生成时用左 padding 和 attention_mask（1 = token，0 = padding）。",
               "use_cache=True with right-padded rows would put padding into the cache.")
     if int(seq_lengths.min()) == L:
-        return None, past_len  # no padding at all: the plain causal path is exact and faster
-    return seq_lengths.to(input_ids.device), past_len
+        return None, past_len, None  # no padding at all: the plain causal path is exact, faster
+    return seq_lengths.to(input_ids.device), past_len, None

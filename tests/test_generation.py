@@ -1,0 +1,215 @@
+"""generate(): the same ids as transformers' LlamaForCausalLM.generate on the same weights
+(greedy and seeded sampling, one prompt and a left-padded batch), cache ≡ no cache, each row of
+a batch ≡ that row alone, eos, streaming, bad arguments; the left-padded forward path."""
+
+import pytest
+import torch
+
+from diy import DIYConfig, DIYForCausalLM, DIYInputError
+from diy.generation import (
+    apply_repetition_penalty,
+    apply_top_k,
+    apply_top_p,
+    left_pad,
+    sample_next_token,
+)
+from diy.hf import to_llama_for_causal_lm
+
+CONFIG = DIYConfig(vocab_size=97, hidden_size=64, num_layers=2, num_heads=4, max_seq_len=48,
+                   dropout=0.1)
+SAMPLING = dict(do_sample=True, temperature=0.8, top_k=20, top_p=0.9)
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    diy = DIYForCausalLM(CONFIG).eval()
+    with torch.no_grad():  # a peakier distribution than N(0, 0.02) gives: sampling matters
+        diy.lm_head.weight.mul_(40)
+    return diy, to_llama_for_causal_lm(diy).eval()
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    g = torch.Generator().manual_seed(3)
+    return [torch.randint(4, 97, (n,), generator=g) for n in (7, 3, 5)]
+
+
+def hf_generate(hf, *args, **kwargs):
+    return hf.generate(*args, pad_token_id=0, **kwargs)
+
+
+def test_greedy_matches_transformers_one_prompt(models, prompts):
+    diy, hf = models
+    ids = prompts[0][None]
+    assert torch.equal(diy.generate(ids, max_new_tokens=30),
+                       hf_generate(hf, ids, max_new_tokens=30, do_sample=False))
+
+
+def test_sampling_matches_transformers_with_the_same_seed(models, prompts):
+    diy, hf = models
+    ids = prompts[0][None].repeat(2, 1)
+    torch.manual_seed(11)
+    ours = diy.generate(ids, max_new_tokens=30, **SAMPLING)
+    torch.manual_seed(11)
+    theirs = hf_generate(hf, ids, max_new_tokens=30, **SAMPLING)
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours[0], ours[1])  # it really sampled
+
+
+def test_left_padded_batch_matches_transformers(models, prompts):
+    diy, hf = models
+    input_ids, attention_mask = left_pad(prompts, 0)
+    assert attention_mask.tolist()[1] == [0, 0, 0, 0, 1, 1, 1]
+    assert torch.equal(diy.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20),
+                       hf_generate(hf, input_ids, attention_mask=attention_mask,
+                                   max_new_tokens=20, do_sample=False))
+    torch.manual_seed(5)
+    ours = diy.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20, **SAMPLING)
+    torch.manual_seed(5)
+    theirs = hf_generate(hf, input_ids, attention_mask=attention_mask, max_new_tokens=20,
+                         **SAMPLING)
+    assert torch.equal(ours, theirs)
+
+
+def test_repetition_penalty_matches_transformers(models, prompts):
+    diy, hf = models
+    ids = prompts[0][None]
+    assert torch.equal(diy.generate(ids, max_new_tokens=25, repetition_penalty=1.5),
+                       hf_generate(hf, ids, max_new_tokens=25, do_sample=False,
+                                   repetition_penalty=1.5))
+
+
+def test_cache_is_only_an_optimisation(models, prompts):
+    diy, _ = models
+    batch = left_pad(prompts, 0)
+    for kwargs in ({}, SAMPLING):
+        torch.manual_seed(2)
+        cached = diy.generate(batch[0], attention_mask=batch[1], max_new_tokens=15, **kwargs)
+        torch.manual_seed(2)
+        plain = diy.generate(batch[0], attention_mask=batch[1], max_new_tokens=15,
+                             use_cache=False, **kwargs)
+        assert torch.equal(cached, plain)
+
+
+def test_each_row_of_a_batch_equals_that_row_alone(models, prompts):
+    diy, _ = models
+    batched = diy.generate(list(prompts), max_new_tokens=12)  # a list: padded inside
+    width = max(len(p) for p in prompts)
+    for row, prompt in enumerate(prompts):
+        alone = diy.generate(prompt[None], max_new_tokens=12)[0]
+        assert torch.equal(batched[row, width - len(prompt):], alone)
+        assert bool((batched[row, :width - len(prompt)] == 0).all())  # left padding
+
+
+def test_rows_stop_at_eos_and_are_padded(models, prompts):
+    diy, _ = models
+    free = diy.generate(list(prompts), max_new_tokens=12)
+    width = max(len(p) for p in prompts)
+    eos = int(free[0, width + 2])  # row 0's third new token plays eos
+    out = diy.generate(list(prompts), max_new_tokens=12, eos_token_id=eos, pad_token_id=0)
+    for row in range(len(prompts)):
+        new = out[row, width:].tolist()
+        if eos in new:
+            after = new[new.index(eos) + 1:]
+            assert after == [0] * len(after)  # padding after eos
+    assert out.shape[1] <= free.shape[1]
+    # every row finished: generation stops before max_new_tokens
+    short = diy.generate(prompts[0][None], max_new_tokens=12, eos_token_id=eos)
+    assert short.shape[1] == len(prompts[0]) + 3 and int(short[0, -1]) == eos
+
+
+def test_streaming_receives_every_token_in_order(models, prompts):
+    diy, _ = models
+    seen = []
+    out = diy.generate(prompts[0][None], max_new_tokens=8, streamer=seen.append)
+    assert torch.equal(torch.stack(seen, dim=1), out[:, len(prompts[0]):])
+
+    class Streamer:  # transformers-style: the prompt first, then each token, then end()
+        def __init__(self):
+            self.calls = []
+
+        def put(self, value):
+            self.calls.append(value.tolist())
+
+        def end(self):
+            self.calls.append("end")
+
+    streamer = Streamer()
+    out = diy.generate(prompts[0][None], max_new_tokens=3, streamer=streamer)
+    assert streamer.calls[0] == [prompts[0].tolist()] and streamer.calls[-1] == "end"
+    assert [c[0] for c in streamer.calls[1:-1]] == out[0, -3:].tolist()
+
+
+def test_generate_restores_the_training_mode(models, prompts):
+    diy, _ = models
+    diy.train()
+    try:
+        a = diy.generate(prompts[0][None], max_new_tokens=10)
+        b = diy.generate(prompts[0][None], max_new_tokens=10)
+        assert torch.equal(a, b) and diy.training  # dropout was off during generation
+    finally:
+        diy.eval()
+
+
+def test_processors():
+    scores = torch.tensor([[1.0, 3.0, 2.0, 3.0, -1.0]])
+    assert apply_top_k(scores, 2).isinf().tolist() == [[True, False, True, False, True]]
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    # 0.5 alone is not > 0.6; 0.5 + 0.3 crosses it: those two stay
+    assert apply_top_p(probs, 0.6).isinf().tolist() == [[False, False, True, True]]
+    assert apply_top_p(probs, 0.01).isinf().tolist() == [[False, True, True, True]]  # one stays
+    penalised = apply_repetition_penalty(torch.tensor([[2.0, -2.0, 1.0]]), torch.tensor([[0, 1]]),
+                                         2.0)
+    assert penalised.tolist() == [[1.0, -4.0, 1.0]]
+    logits = torch.randn(3, 10)
+    assert torch.equal(sample_next_token(logits, temperature=0), logits.argmax(-1))
+    assert torch.equal(sample_next_token(logits, top_k=1), logits.argmax(-1))
+    g = torch.Generator().manual_seed(0)
+    first = sample_next_token(logits, generator=g)
+    assert torch.equal(sample_next_token(logits, generator=torch.Generator().manual_seed(0)),
+                       first)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(temperature=-1.0), "temperature"), (dict(temperature=float("nan")), "temperature"),
+    (dict(do_sample=True, temperature=0.0), "do_sample=False"), (dict(top_k=-1), "top_k"),
+    (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
+    (dict(repetition_penalty=0.0), "repetition_penalty"),
+    (dict(max_new_tokens=-1), "max_new_tokens"),
+    (dict(max_new_tokens=48), "max_seq_len"), (dict(eos_token_id=97), "eos_token_id"),
+    (dict(attention_mask=torch.ones(1, 3)), "形状"),
+    (dict(attention_mask=torch.tensor([[1, 1, 1, 1, 0]])), "左"),
+])
+def test_bad_arguments_are_refused_before_any_work(models, kwargs, words):
+    diy, _ = models
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    calls = []
+    handle = diy.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(DIYInputError, match=words):
+            diy.generate(ids, **{"max_new_tokens": 5, **kwargs})
+    finally:
+        handle.remove()
+    assert calls == []  # nothing ran
+
+
+def test_bad_prompts(models):
+    diy, _ = models
+    with pytest.raises(DIYInputError, match="空"):
+        diy.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=2)
+    with pytest.raises(DIYInputError, match="词表"):
+        diy.generate(torch.tensor([[5, 500]]), max_new_tokens=2)
+    with pytest.raises(DIYInputError, match="空"):
+        diy.generate([torch.tensor([5]), torch.tensor([], dtype=torch.long)], max_new_tokens=2)
+
+
+def test_left_padded_forward_matches_transformers_hidden_states(models, prompts):
+    diy, hf = models
+    input_ids, attention_mask = left_pad(prompts, 0)
+    with torch.no_grad():
+        ours = diy(input_ids, is_training=False, attention_mask=attention_mask)
+        theirs = hf(input_ids=input_ids, attention_mask=attention_mask).logits
+    real = attention_mask.bool()
+    assert torch.allclose(ours[real], theirs[real], atol=1e-4)
+    assert torch.isfinite(ours).all()  # padding rows too: no NaN from fully masked rows
