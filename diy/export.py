@@ -56,7 +56,7 @@ def export(checkpoint: Path, out: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diy.export",
-                                     description="导出为 Hugging Face 格式 / export for transformers")
+                                     description="导出为 Hugging Face 格式 / export")
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints"),
                         help="检查点文件夹（默认 checkpoints/）")
     parser.add_argument("--out", type=Path, required=True, help="输出的 Hugging Face 文件夹")

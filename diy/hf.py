@@ -5,14 +5,23 @@ transformers is imported inside the functions, so ``import diy`` stays light.
 
 from __future__ import annotations
 
+import warnings
+
 from .config import DIYConfig
+
+
+def _transformers():
+    """import transformers, without the warning tqdm prints when a notebook lacks ipywidgets
+    (transformers imports tqdm.auto; the warning would be stderr output in every notebook)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import transformers
+    return transformers
 
 
 def llama_config(config: DIYConfig):
     """The ``transformers.LlamaConfig`` that describes the same network as ``config``."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
+    return _transformers().LlamaConfig(
         vocab_size=config.vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -38,17 +47,13 @@ def llama_config(config: DIYConfig):
 
 def to_llama_model(diy_model):
     """A ``transformers.LlamaModel`` holding ``diy_model``'s weights (strict load)."""
-    from transformers import LlamaModel
-
-    hf = LlamaModel(llama_config(diy_model.config))
+    hf = _transformers().LlamaModel(llama_config(diy_model.config))
     hf.load_state_dict(diy_model.state_dict(), strict=True)
     return hf.train(diy_model.training)
 
 
 def to_llama_for_causal_lm(diy_causal_lm):
     """A ``transformers.LlamaForCausalLM`` holding a DIYForCausalLM's weights (strict load)."""
-    from transformers import LlamaForCausalLM
-
-    hf = LlamaForCausalLM(llama_config(diy_causal_lm.config))
+    hf = _transformers().LlamaForCausalLM(llama_config(diy_causal_lm.config))
     hf.load_state_dict(diy_causal_lm.state_dict(), strict=True)
     return hf.train(diy_causal_lm.training)

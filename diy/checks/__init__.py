@@ -9,6 +9,12 @@ from ..course import EXERCISES
 from . import ipython_hints
 from .batches import check_get_batch
 from .causal_lm import check_causal_lm
+from .generation import (
+    check_greedy_no_cache,
+    check_greedy_with_cache,
+    check_left_pad,
+    check_sample_next_token,
+)
 from .greedy import check_greedy_continue
 from .lm_head import check_lm_head
 from .loss import check_backward, check_next_token_loss, check_train_step
@@ -17,7 +23,8 @@ from .training import check_evaluate, check_training_step
 
 __all__ = ["check_lm_head", "check_next_token_loss", "check_backward", "check_train_step",
            "check_causal_lm", "check_get_batch", "check_training_step", "check_evaluate",
-           "check_greedy_continue", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
+           "check_greedy_continue", "check_greedy_no_cache", "check_greedy_with_cache",
+           "check_sample_next_token", "check_left_pad", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
 
 
 def check_function(exercise_id: str):

@@ -67,12 +67,20 @@ def diagnose_greedy(exc: Exception):
 
 def check_greedy_continue(greedy_continue):
     """Check exercise 2.3; return the greedy_continue to use from here on."""
+    return check_greedy_loop(greedy_continue, EXERCISE, "greedy_continue", CONFIG,
+                             "在只有 max_seq_len=12 的小模型上续写 15 个 token（需要裁剪）",
+                             reference_greedy_continue)
+
+
+def check_greedy_loop(greedy_continue, exercise: str, name: str, config: DIYConfig,
+                      first_case: str, reference):
+    """The checks shared by 2.3 (with cropping) and 3.1a (without a cache, within max_seq_len)."""
 
     def body() -> str:
         for batch, length, new in ((1, 5, 15), (2, 3, 4)):
             torch.manual_seed(0)
-            model = DIYForCausalLM(CONFIG).train()  # handed over in train mode on purpose
-            prompt = torch.randint(4, CONFIG.vocab_size, (batch, length),
+            model = DIYForCausalLM(config).train()  # handed over in train mode on purpose
+            prompt = torch.randint(4, config.vocab_size, (batch, length),
                                    generator=torch.Generator().manual_seed(batch))
             before = prompt.clone()
             outputs = []
@@ -80,11 +88,11 @@ def check_greedy_continue(greedy_continue):
                 model.train()
                 torch.manual_seed(seed)  # different dropout masks if dropout were on
                 out = call_learner(greedy_continue, model, prompt.clone(), new,
-                                   name="greedy_continue", diagnose=diagnose_greedy)
+                                   name=name, diagnose=diagnose_greedy)
                 outputs.append(out)
             out = outputs[0]
             if not isinstance(out, torch.Tensor):
-                raise Failed(f"greedy_continue 应返回 (B, L + max_new_tokens) 的张量，"
+                raise Failed(f"{name} 应返回 (B, L + max_new_tokens) 的张量，"
                              f"实际返回 {type(out).__name__}。", "最后 return input_ids。")
             if tuple(out.shape) != (batch, length + new):
                 raise Failed(f"输入 {tuple(prompt.shape)}、max_new_tokens={new} 时输出形状是 "
@@ -99,13 +107,12 @@ def check_greedy_continue(greedy_continue):
             expected = reference_greedy_continue(model, prompt.clone(), new)
             if torch.equal(out, expected):
                 continue
-            for name, kwargs in (("first_position", dict(position=0)), ("wrong_dim", dict(dim=1))):
+            for mistake, kwargs in (("first_position", dict(position=0)), ("wrong_dim", dict(dim=1))):
                 if torch.equal(out, variant(model, prompt.clone(), new, **kwargs)):
-                    raise Failed(*HINTS[name])
+                    raise Failed(*HINTS[mistake])
             raise Failed("生成的 id 与参考的贪心循环不一致。",
                          "每一步：context = input_ids[:, -max_seq_len:] → logits = model(context) → "
                          "logits[:, -1, :].argmax(dim=-1, keepdim=True) → 接到末尾。")
-        return ("在只有 max_seq_len=12 的小模型上续写 15 个 token（需要裁剪）、以及 batch 为 2 时，"
-                "结果都与参考一致，且两次生成相同（eval 模式）。")
+        return (f"{first_case}、以及 batch 为 2 时，结果都与参考一致，且两次生成相同（eval 模式）。")
 
-    return run_check(EXERCISE, body, greedy_continue, reference_greedy_continue)
+    return run_check(exercise, body, greedy_continue, reference)
