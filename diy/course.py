@@ -44,14 +44,15 @@ STEPS = (
                "lm_head、logits 的含义、概率分布图、参数占比", (
                    Exercise("1.1", "check_lm_head", ("build_lm_head", "forward_to_logits")),
                )),
-        Lesson("step1_2_loss_backward", "1.2", "用 logits 算 loss 并反向传播", "15～20",
-               "错位、展平、padding 与 `ignore_index`、ln(6400)、梯度、一步优化", (
+        Lesson("step1_2_loss_backward", "1.2", "用 logits 算 loss 并反向传播", "25～35",
+               "手算交叉熵、真句子的错位、展平、padding、`ignore_index` 与 −100、ln(6400)、"
+               "梯度、一步优化", (
                    Exercise("1.2a", "check_next_token_loss", ("next_token_loss",)),
                    Exercise("1.2b", "check_backward", ("loss",)),
                    Exercise("1.2c", "check_train_step", ("train_step",)),
                )),
-        Lesson("step1_3_causal_lm", "1.3", "封装成完整的语言模型：DIYForCausalLM", "20～30",
-               "`DIYForCausalLM`、与 1.2 逐元素相同、KV cache", (
+        Lesson("step1_3_causal_lm", "1.3", "封装成完整的语言模型：DIYForCausalLM", "15～20",
+               "`DIYForCausalLM`、与 1.2 逐元素相同、`causal_lm_loss`、KV cache、一步优化", (
                    Exercise("1.3", "check_causal_lm", ("DIYForCausalLM",)),
                )),
     )),

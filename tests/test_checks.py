@@ -202,6 +202,21 @@ def test_backward_wrong_loss(capsys, loss_setup):
     assert "正确的 next-token loss" in verdict(capsys)
 
 
+def test_backward_on_a_second_forward_pass_names_dropout(capsys):
+    """A learner who runs the forward again (dropout on) gets a different loss: the hint says
+    why and what to do, as the lesson's instruction does."""
+    torch.manual_seed(0)
+    model = DIYModel(97, 1, 32, 2, 16, 0.3)  # train mode, dropout on
+    lm_head = nn.Linear(32, 97, bias=False)
+    input_ids = torch.randint(1, 97, (2, 6))
+    logits = lm_head(model(input_ids))
+    loss = reference_next_token_loss(lm_head(model(input_ids)), input_ids, 0)  # forward again
+    loss.backward()
+    check_backward(model, lm_head, loss, logits, input_ids, 0)
+    text = verdict(capsys)
+    assert text.startswith("❌") and "dropout" in text and "重新做了一次前向" in text
+
+
 def test_backward_partial_graph(capsys, loss_setup):
     model, lm_head, logits, input_ids = loss_setup
     # the head's input detached: the backbone gets no gradient
@@ -280,8 +295,18 @@ def item_returned(model, lm_head, optimizer, input_ids, seq_lengths, padding_id)
                                 padding_id).item()
 
 
+def zero_grad_at_the_end(model, lm_head, optimizer, input_ids, seq_lengths, padding_id):
+    loss = forward_loss(model, lm_head, input_ids, seq_lengths, padding_id)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()  # the common "step(); zero_grad()" idiom
+    return loss
+
+
 TRAIN_MISTAKES = {
     "no zero_grad": (no_zero_grad, "zero_grad()"),
+    "zero_grad at the end (the caller left gradients)": (zero_grad_at_the_end,
+                                                          "step(); zero_grad()"),
     "no step": (no_step, "一点没变"),
     "zero_grad after backward": (zero_grad_after_backward, "一点没变"),
     "step before backward": (step_before_backward, "backward() 之前"),
@@ -417,6 +442,11 @@ def fwd_drops_presents(self, ids, lengths, past, use_cache, is_training):
     return self.lm_head(out[0] if use_cache else out)
 
 
+def fwd_ignores_use_cache(self, ids, lengths, past, use_cache, is_training):
+    return self.lm_head(self.model(ids, seq_lengths=lengths, past_key_values=past,
+                                   is_training=is_training))
+
+
 def fwd_always_tuple(self, ids, lengths, past, use_cache, is_training):
     out = self.model(ids, seq_lengths=lengths, past_key_values=past, use_cache=use_cache,
                      is_training=is_training)
@@ -452,7 +482,6 @@ CLASS_MISTAKES = {
     "seq_lengths dropped": (make_class(forward=fwd_drops_seq_lengths), "seq_lengths 没有传给"),
     "past_key_values dropped": (make_class(forward=fwd_drops_past), "past_key_values 没有传给"),
     "is_training hard-coded": (make_class(forward=fwd_always_training), "is_training"),
-    "presents not returned": (make_class(forward=fwd_drops_presents), "presents"),
     "always a tuple": (make_class(forward=fwd_always_tuple), "只返回 logits"),
     "softmax in forward": (make_class(forward=fwd_softmax), "softmax"),
     "tuple on the uncached inference path": (make_class(forward=fwd_tuple_when_not_cached),
@@ -464,6 +493,21 @@ CLASS_MISTAKES = {
 def test_causal_lm_reference_passes(capsys):
     assert check_causal_lm(DIYForCausalLM) is DIYForCausalLM
     assert verdict(capsys).startswith("✅ 练习 1.3 通过")
+
+
+@pytest.mark.parametrize("forward", [fwd_drops_presents, fwd_ignores_use_cache])
+def test_causal_lm_plan_following_logits_only_passes_with_a_note(capsys, forward):
+    """The study plan lets step 1 return only logits when use_cache=True (presents come in
+    step 3): the check passes with a note and hands back a class that adds the presents."""
+    learner = make_class(forward=forward)
+    returned = check_causal_lm(learner)
+    text = verdict(capsys)
+    assert text.startswith("✅ 练习 1.3 通过") and "第三步" in text and "(logits, presents)" in text
+    assert issubclass(returned, learner) and returned.__name__ == learner.__name__
+    clm = returned(97, 1, 32, 2, 16, 0.0).eval()
+    logits, presents = clm(torch.randint(0, 97, (1, 5)), use_cache=True, is_training=False)
+    assert logits.shape == (1, 5, 97) and presents[0][0].shape == (1, 2, 5, 16)
+    assert clm(torch.randint(0, 97, (1, 5))).shape == (1, 5, 97)
 
 
 def test_causal_lm_correct_learner_class_passes(capsys):

@@ -126,3 +126,31 @@ def test_check_cell_run_before_its_exercise_gets_a_hint_not_a_traceback(tmp_path
     # any other NameError keeps IPython's usual traceback
     [error] = [o for o in nb.cells[2].outputs if o.output_type == "error"]
     assert error.ename == "NameError"
+
+
+PLAN_FOLLOWING_1_3 = '''
+class DIYForCausalLM(nn.Module):
+    def __init__(self, vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout=0.1):
+        super().__init__()
+        self.model = DIYModel(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        hidden_states = self.model(input_ids, seq_lengths=seq_lengths,
+                                   past_key_values=past_key_values, is_training=is_training)
+        return self.lm_head(hidden_states)  # presents 先不往外返，等第三步再改
+'''
+
+
+def test_plan_following_learner_passes_1_3_and_the_notebook_runs_to_the_end(tmp_path):
+    """The study plan allows 1.3 to return only logits with use_cache=True: ✅ with a note, and
+    the cells after it (which unpack presents) still run."""
+    nb = read(path_of("step1_3_causal_lm", False))
+    [exercise] = [c for c in nb.cells if EXERCISE_TAG in tags(c)]
+    exercise.source = PLAN_FOLLOWING_1_3
+    run_notebook(nb, tmp_path, allow_errors=True)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+    [check] = [c for c in nb.cells if CHECK_TAG in tags(c)]
+    assert stdout_of(check).startswith("✅ 练习 1.3 通过") and "第三步" in stdout_of(check)

@@ -151,6 +151,21 @@ def check_loss_case(next_token_loss, batch, length, vocab_size, padding_id, leng
 # 1.2b  loss.backward(): every parameter has a gradient
 # ---------------------------------------------------------------------------------------------
 
+def computed_from(result: torch.Tensor, source: torch.Tensor) -> bool:
+    """Whether ``source`` is in ``result``'s computation graph (the graph's structure survives
+    backward, only its saved tensors are freed)."""
+    target, seen, stack = source.grad_fn, set(), [result.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        if node is target:
+            return True
+        seen.add(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
 def check_backward(model: nn.Module, lm_head: nn.Module, loss, logits, input_ids, padding_id):
     """Check exercise 1.2b (loss, then loss.backward()). Returns the loss to use from here on.
 
@@ -168,6 +183,12 @@ def check_backward(model: nn.Module, lm_head: nn.Module, loss, logits, input_ids
             raise Failed(f"loss 应是一个标量张量，实际是 {type(loss).__name__}。",
                          "loss = next_token_loss(logits, input_ids, padding_id)。")
         if abs(loss.item() - expected.item()) > 1e-5:
+            if not computed_from(loss, logits) and all(p.grad is not None for _, p in named):
+                raise Failed(f"loss = {loss.item():.4f}，和上面那次前向的 {expected.item():.4f} 不同："
+                             "多半是重新做了一次前向。模型在 train 模式，dropout 每次随机丢弃不同的激活，"
+                             "所以每次前向的 logits 和 loss 都不一样。",
+                             "直接用上面单元格算好的 logits：loss = next_token_loss(logits, input_ids, padding_id)；"
+                             "如果已经 backward 过，先重跑那个前向单元格（它会清掉旧的计算图）。")
             raise Failed(f"loss = {loss.item():.4f}，但这批数据正确的 next-token loss 是 "
                          f"{expected.item():.4f}。",
                          "用上面通过自检的 next_token_loss(logits, input_ids, padding_id)。")
@@ -250,8 +271,11 @@ def check_train_step(train_step):
                          "不要漏掉 step()，也不要在 backward 之后、step 之前清零梯度。")
         if all(torch.allclose(a, e - lr * g, atol=1e-6)
                for a, e, g in zip(after, expected, stale, strict=True)):
-            raise Failed("没有清零梯度：上一步留下的 .grad 被累加进了这一步的更新。",
-                         "在每一步开头调用 optimizer.zero_grad()（PyTorch 的梯度默认是累加的）。")
+            raise Failed("没有在这一步开头清零梯度：调用前留下的 .grad（比如 1.2b 刚 backward 过的那份）"
+                         "被累加进了这一步的更新。",
+                         "在 train_step 的开头调用 optimizer.zero_grad()（PyTorch 的梯度默认是累加的）。"
+                         "「step(); zero_grad()」放在最后的写法也很常见，但它假设进来时梯度已经是空的；"
+                         "这个函数不知道调用者之前做过什么，所以先清零最稳妥。")
         if all(torch.allclose(a, b - lr * g, atol=1e-6)
                for a, b, g in zip(after, before, stale, strict=True)):
             raise Failed("optimizer.step() 用的是旧梯度：它在 loss.backward() 之前被调用了。",
@@ -265,7 +289,7 @@ def check_train_step(train_step):
             raise Failed(f"train_step 返回的 loss 是 {loss_value:.4f}，这一步前向的 loss 应是 "
                          f"{ref_loss.item():.4f}。",
                          "返回本次前向计算出的 loss（在 optimizer.step() 之前算的那个）。")
-        return (f"zero_grad → 前向 → backward → step 顺序正确，返回的 loss = {loss_value:.4f} "
-                "与参数更新量都和参考实现一致。")
+        return (f"zero_grad → 前向 → backward → step 顺序正确；在自检自己的小模型（词表 97）上，"
+                f"返回的 loss = {loss_value:.4f} 与参数更新量都和参考实现一致。")
 
     return run_check("1.2c", body, train_step, reference_train_step)

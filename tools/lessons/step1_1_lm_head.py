@@ -195,6 +195,34 @@ CELLS = [
     print(f"lm_head 占全部参数的 {head_params / total:.1%}")
     """),
     md("""
+    ## 先猜一猜，再运行
+
+    1. 如果 `lm_head` 带 bias，参数会多多少个？
+    2. 把 `hidden_size` 换成 512（骨干和 `lm_head` 一起换），`logits` 的形状是什么？
+    3. 随机模型在一个位置上，概率最大的 token 大约是均匀分布 1/6400 的几倍？
+
+    想好了再运行下一格。
+    """),
+    code("""
+    with_bias = nn.Linear(hidden_size, vocab_size)
+    print("1. bias 多出的参数:", sum(p.numel() for p in with_bias.parameters()) - head_params)
+    wide_model = DIYModel(vocab_size, num_layers, 512, num_heads, max_seq_len, dropout)
+    wide_head = build_lm_head(512, vocab_size)
+    print("2. hidden_size=512 时 logits.shape:", tuple(forward_to_logits(wide_model, wide_head, input_ids)[1].shape))
+    print(f"3. 最大概率 / (1/6400) ≈ {probs.max().item() * vocab_size:.1f} 倍")
+    """),
+    md("""
+    ## 常见错误
+
+    | 症状 | 原因 | 修复 |
+    | --- | --- | --- |
+    | 自检说带了 bias | `nn.Linear` 默认 `bias=True` | `nn.Linear(hidden_size, vocab_size, bias=False)` |
+    | `mat1 and mat2 shapes cannot be multiplied` | 两个维度写反了 | 第一个参数是输入维度 `hidden_size` |
+    | 换一组尺寸就出错 | 写死了 256 / 6400 | 用函数参数 |
+    | logits 最后一维是 256 | 把 `hidden_states` 当成了 logits | 再过一次 `lm_head` |
+    | `mat1 and mat2 must have the same dtype` | 把 `input_ids`（整数）直接交给了 `lm_head` | 先过骨干网络得到 `hidden_states` |
+    | 每行加起来是 1 | 在 forward 里做了 softmax | 返回原始的 logits，softmax 交给 loss 或采样 |
+
     ## 小结
 
     你现在能：

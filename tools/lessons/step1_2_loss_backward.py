@@ -27,7 +27,7 @@ CELLS = [
     import torch.nn.functional as F
     from torch import nn
 
-    from diy import DIYModel
+    from diy import CharTokenizer, DIYModel, load_passage
     from diy.checks import check_backward, check_next_token_loss, check_train_step
     from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
@@ -86,11 +86,48 @@ CELLS = [
         print(f"{t:2d} | {input_ids[row, t].item():24d} | {target:18d}{note}")
     """),
     md("""
+    随机 id 看不出意思。用第二步的课程分词器（一个字一个 id）把课程短文里的一句话和一个更短的句子放进同一个 batch，
+    短的那行右 padding 到同样长度，再列出「输入字 → 目标字」：
+    """),
+    code("""
+    tokenizer = CharTokenizer()
+    sentences = [load_passage()[:9], "守灯塔的老人"]
+    rows = [tokenizer.encode(text) for text in sentences]
+    width = max(len(r) for r in rows)
+    text_ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])  # (2, 9)
+    print("text_ids.shape:", tuple(text_ids.shape))
+    for b, r in enumerate(text_ids.tolist()):
+        pairs = []
+        for t in range(width - 1):
+            target = tokenizer.id_to_token[r[t + 1]]
+            pairs.append(f"{tokenizer.id_to_token[r[t]]}→{target}" if r[t + 1] != tokenizer.pad_token_id
+                         else f"{tokenizer.id_to_token[r[t]]}→(pad，忽略)")
+        print(f"第 {b} 行:", "  ".join(pairs))
+    """),
+    md("""
     **另一种取法**（学习计划里提到的）：labels 就等于 `input_ids`、长度相同、不错位。那样位置 `t` 的目标 token 就在它自己的输入里，
     模型只要「抄」当前 token 就能把 loss 降到 0，学不到任何「预测下一个」的能力。
     Hugging Face 的模型接受 `labels=input_ids`，是因为它在**内部**做了同样的错位；无论哪种写法，真正计算 loss 时一定要错开一位。
+    """),
+    md("""
+    ## 3. 交叉熵：正确 token 的概率取负对数
 
-    ## 3. 展平：F.cross_entropy 要 (N, V) 和 (N,)
+    **交叉熵**（cross-entropy）衡量「模型给正确答案的概率有多低」：某个位置上，先把 logits 做 softmax 得到概率，
+    loss 就是 **−log p(正确的下一个 token)**。正确 token 的概率是 1 时 loss 为 0；概率越小，loss 越大。
+    先手算一个位置，再和 PyTorch 的 `F.cross_entropy` 对照（`log_softmax` 一步算出 log 概率，数值上比先 softmax 再 log 稳定）：
+    """),
+    code("""
+    position_logits = logits[0, 2]                        # (V,)：第 0 行位置 2 的预测
+    target = input_ids[0, 3]                              # 它要预测的下一个 token
+    log_probs = position_logits.log_softmax(dim=-1)       # (V,)
+    by_hand = -log_probs[target]
+    by_torch = F.cross_entropy(position_logits[None], target[None])   # (1, V) 与 (1,)
+    print(f"p(正确 token) = {log_probs[target].exp().item():.6f}")
+    print(f"手算 −log p    = {by_hand.item():.4f}")
+    print(f"F.cross_entropy = {by_torch.item():.4f}   相同: {torch.allclose(by_hand, by_torch)}")
+    """),
+    md("""
+    ## 4. 展平：F.cross_entropy 要 (N, V) 和 (N,)
 
     `F.cross_entropy(input, target)` 把 `input` 的**第 1 维**当作类别维。三维的 `(B, L-1, V)` 会被误解，所以要先展平：
     - logits：`(B, L-1, V)` → `(N, V)`，`N = B × (L-1) = 18`；
@@ -105,14 +142,15 @@ CELLS = [
     print("N =", batch_size * (seq_len - 1))
     """),
     md("""
-    ## 4. ✏️ 练习 1.2a：next-token 交叉熵
+    ## 5. ✏️ 练习 1.2a：next-token 交叉熵
 
     补全 `next_token_loss(logits, input_ids, padding_id)`，返回一个标量张量：
     1. 错位：`logits[:, :-1, :]` 和 `input_ids[:, 1:]`；
     2. 展平成 `(N, V)` 和 `(N,)`（`V` 用 `logits.shape[-1]`，不要写死 6400）；
     3. `F.cross_entropy(..., ignore_index=padding_id)`：label 等于 `padding_id` 的位置不计入 loss。
 
-    不要先做 softmax（`cross_entropy` 内部会做 log_softmax），也不要 `.item()`（那样就断开了计算图）。
+    不要先做 softmax（`cross_entropy` 内部会做 log_softmax），也不要 `.item()`：`.item()` 得到的是普通的 Python 数，
+    和**计算图**（前向时 PyTorch 记下的「每个张量由谁、怎样算出」）断开了，之后就没法 `backward()`。
     """),
     exercise(
         solution="""
@@ -136,7 +174,7 @@ CELLS = [
     next_token_loss = check_next_token_loss(next_token_loss)
     """),
     md("""
-    ## 5. padding 真的被排除了吗？
+    ## 6. padding 真的被排除了吗？
 
     用 `reduction="none"` 看每个位置各自的 loss：被 `ignore_index` 忽略的位置 loss 恰好是 0，
     而平均值只在真实位置上求——它和 `next_token_loss` 的结果相同。如果把 padding 也算进去，loss 就变了：
@@ -152,6 +190,11 @@ CELLS = [
     for b in range(batch_size):
         print("  ", " ".join(f"{v:5.2f}" for v in per_position[b].tolist()))
     print(f"真实目标个数: {is_real.sum().item()} / {is_real.numel()}")
+    """),
+    md("""
+    平均值只在真实位置上求，正好就是 `next_token_loss`；把 padding 也算进去，结果就变了：
+    """),
+    code("""
     mean_over_real = per_position[is_real].mean()
     loss_ignored = next_token_loss(logits, input_ids, padding_id)
     loss_counting_padding = F.cross_entropy(shifted_logits, shifted_labels)
@@ -180,10 +223,25 @@ CELLS = [
     plt.show()
     """),
     md("""
-    ## 6. ✏️ 练习 1.2b：算 loss，然后 backward
+    **−100 的约定**：这里用 `ignore_index=padding_id`，因为我们保证了 0 只出现在 padding 位置。但 padding 的 id 也可能是一个真 token：
+    有的分词器让 padding 和 `<eos>`（一段话结束）共用一个 id——那样连真正的 `<eos>` 目标也会被忽略，模型永远学不会「该停了」。
+    所以通行的做法是：labels 先复制 `input_ids`，把 padding 位置改成 **−100**（它永远不会是真实的 token id），
+    再用 `F.cross_entropy` 默认的 `ignore_index=-100`。第二步开始，课程的 `causal_lm_loss` 就用这个约定。
+    """),
+    code("""
+    labels = input_ids.masked_fill(is_padding, -100)                 # (B, L)：padding 位置换成 -100
+    loss_minus_100 = F.cross_entropy(logits[:, :-1].reshape(-1, vocab_size), labels[:, 1:].reshape(-1))
+    print("labels 第 1 行:", labels[1].tolist())
+    print(f"ignore_index=-100（默认）: {loss_minus_100.item():.4f}   与 next_token_loss 相同:",
+          torch.allclose(loss_minus_100, loss_ignored))
+    """),
+    md("""
+    ## 7. ✏️ 练习 1.2b：算 loss，然后 backward
 
-    用你的 `next_token_loss` 在这批数据上算出 `loss`，再调用 `loss.backward()`。
-    反向传播会给骨干网络和 `lm_head` 的**每一个**参数填上 `.grad`。
+    用你的 `next_token_loss` 和上面**已经算好的 `logits`**（不要再前向一次）算出 `loss`，再调用 `loss.backward()`。
+    为什么不能重新前向？模型在 train 模式，dropout 每次前向都随机丢掉不同的激活，重新前向得到的 logits 和 loss 都会不同，
+    自检对照的是上面那次前向。
+    反向传播沿着计算图往回走，给骨干网络和 `lm_head` 的**每一个**参数填上 `.grad`。
     （backward 之后计算图就释放了：想重跑这个单元格，先重跑上面算 `logits` 的前向单元格，
     否则会报 “Trying to backward through the graph a second time”。）
     """),
@@ -203,12 +261,17 @@ CELLS = [
     loss = check_backward(model, lm_head, loss, logits, input_ids, padding_id)
     """),
     md("""
-    ## 7. 为什么 loss ≈ ln(6400)？
+    ## 8. 为什么 loss ≈ ln(6400)？
 
     一个什么都没学的模型对 6400 个 token 几乎一视同仁，每个概率约 1/6400，交叉熵就是 −ln(1/6400) = ln 6400 ≈ 8.76。
-    实际略高一点：logits 不是全 0，而是有一定的随机起伏（标准差 σ），平均起来 loss ≈ ln V + σ²/2。
-    最后一层 RMSNorm 让每个 hidden 元素的均方为 1，`nn.Linear` 的默认初始化给 σ² ≈ 1/3，所以约 8.76 + 0.17 ≈ 8.93。
     如果一开始的 loss 远大于它（比如几十、几百），多半是初始化或 label 有问题。
+
+    上面 1.2b 打印的 loss 是开着 dropout（train 模式）算的；下面 1.2c 的「更新前」用 eval 模式（关掉 dropout）量，两个数不一样，这是正常的。
+
+    **选读：为什么实际略高一点？** logits 不是全 0，而是有随机起伏（标准差 σ）。loss = log Σ e^{z_i} − z_正确，
+    而 z ~ N(0, σ²) 时 E[e^z] = e^{σ²/2}（对数正态分布的均值），所以 Σ e^{z_i} ≈ V·e^{σ²/2}，loss ≈ ln V + σ²/2。
+    最后一层 **RMSNorm**（均方根归一化：把每个向量除以它各元素平方的平均值的平方根，再乘一个可学的缩放）让每个 hidden 元素的均方为 1，
+    `nn.Linear` 的默认初始化给 σ² ≈ 1/3，所以约 8.76 + 0.17 ≈ 8.93。
     """),
     code("""
     sigma = logits.detach().std().item()
@@ -250,7 +313,7 @@ CELLS = [
     plt.show()
     """),
     md("""
-    ## 8. ✏️ 练习 1.2c：一步训练
+    ## 9. ✏️ 练习 1.2c：一步训练
 
     真正训练时每一步都是同样的四件事：
     1. `optimizer.zero_grad()`——PyTorch 的梯度是**累加**的，不清零就会把上一步的梯度也加进来
@@ -286,7 +349,8 @@ CELLS = [
     train_step = check_train_step(train_step)
     """),
     md("""
-    在同一个 batch 上走一步 AdamW（学习率 1e-3），前后各用 eval 模式（关掉 dropout）量一次 loss：
+    在同一个 batch 上走一步 **AdamW**（一种按每个参数梯度的历史大小自动调整步长的优化器，训练 Transformer 的标准选择；
+    第二步还会用到它），学习率 1e-3，前后各用 eval 模式（关掉 dropout）量一次 loss：
     """),
     code("""
     def evaluate_loss():
@@ -306,11 +370,53 @@ CELLS = [
     print("loss 下降了:", after < before)
     """),
     md("""
+    ## 先猜一猜，再运行
+
+    1. 忘了 `ignore_index`（padding 也算进 loss），loss 会变大还是变小？
+    2. padding 还是 0，但 `ignore_index` 写成了 −100（labels 没换成 −100），结果和「忘了 ignore_index」一样吗？
+    3. 不清零梯度、同一个 loss 连续 backward 两次，`.grad` 变成一次的几倍？
+
+    想好了再运行下一格。
+    """),
+    code("""
+    model.eval()
+    check_logits = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=True))   # eval 模式，可重复
+    flat_logits = check_logits[:, :-1].reshape(-1, vocab_size)
+    flat_labels = input_ids[:, 1:].reshape(-1)
+    right = F.cross_entropy(flat_logits, flat_labels, ignore_index=padding_id)
+    counting_padding = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+    print(f"1. 正确 {right.item():.4f}，把 padding 也算进去 {counting_padding.item():.4f}：",
+          "变大" if counting_padding > right else "变小")
+    print("2. 和忘了 ignore_index 一样:", torch.equal(counting_padding, F.cross_entropy(flat_logits, flat_labels)))
+    lm_head.weight.grad = None
+    right.backward(retain_graph=True)
+    once = lm_head.weight.grad.clone()
+    right.backward()
+    print(f"3. 两次 backward 后 .grad 是一次的 {(lm_head.weight.grad.norm() / once.norm()).item():.1f} 倍")
+    model.train()
+    """),
+    md("""
+    ## 常见错误
+
+    | 症状 | 原因 | 修复 |
+    | --- | --- | --- |
+    | `view size is not compatible ...` | 切片 `logits[:, :-1]` 不连续 | 用 `.reshape(...)` |
+    | `Expected target size ...` | 三维 logits 直接交给 `F.cross_entropy` | 先展平成 `(N, V)` 和 `(N,)` |
+    | loss 很低、模型却学不会预测 | 没有错位（labels = input_ids） | `logits[:, :-1]` 对 `input_ids[:, 1:]` |
+    | loss 被 padding 拉偏 | 忘了 `ignore_index`，或与 labels 里的 padding 值不一致 | `ignore_index=padding_id`，或 labels 换成 −100 |
+    | `element 0 of tensors does not require grad` | 用了 `.item()` / `.detach()` / `no_grad()` | 直接返回 `F.cross_entropy` 的张量 |
+    | loss 偏高、和 logits 对不上 | 先做了 softmax 再交给交叉熵 | 把 logits 直接交给 `F.cross_entropy` |
+    | 1.2b 的 loss 和自检的不一样 | 重新前向了一次（dropout 开着） | 用已经算好的 `logits` |
+    | `backward through the graph a second time` | 同一个计算图 backward 了两次 | 先重新前向 |
+    | 更新量越来越大 | 忘了 `zero_grad()`（梯度累加） | 每一步开头 `optimizer.zero_grad()` |
+    | 参数一点没变 | 忘了 `optimizer.step()`，或在 backward 之后又清零了梯度 | 顺序：zero_grad → 前向 → backward → step |
+
     ## 小结
 
     你现在能：
+    - 手算一个位置的交叉熵（−log p(正确 token)），并和 `F.cross_entropy` 对上；
     - 用 `logits[:, :-1]` 对 `input_ids[:, 1:]` 构造 next-token 的预测与答案，并说明为什么必须错位；
-    - 把它们展平成 `(N, V)` 与 `(N,)`，用 `F.cross_entropy(..., ignore_index=padding_id)` 排除 padding；
+    - 把它们展平成 `(N, V)` 与 `(N,)`，用 `F.cross_entropy(..., ignore_index=padding_id)` 排除 padding，说出 −100 约定的好处；
     - 解释随机模型的 loss 为什么约等于 ln(6400) ≈ 8.76；
     - `loss.backward()` 让每个参数都有梯度，并写出 `zero_grad → 前向 → backward → step` 的一步训练。
 

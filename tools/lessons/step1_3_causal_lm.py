@@ -8,7 +8,8 @@ CELLS = [
 
     **学完后你能自测**：
     - [ ] `DIYForCausalLM` 里有 `self.model`（DIYModel）和 `self.lm_head`（nn.Linear，无 bias）；
-    - [ ] `forward` 把参数原样交给骨干，训练时返回 `logits`，推理且 `use_cache=True` 时返回 `(logits, presents)`；
+    - [ ] `forward` 把参数原样交给骨干，训练时返回 `logits`，推理且 `use_cache=True` 时返回 `(logits, presents)`
+      （学习计划允许这一步先只返回 `logits`，第三步生成时再返回 `presents`——自检两种都接受）；
     - [ ] 用它得到同样形状的 logits，重复 1.2 的 loss 和 backward，并证明结果和 1.2 **完全相同**。
     """),
     code("""
@@ -88,8 +89,9 @@ CELLS = [
     md("""
     ## 3. 它和 1.2 是同一个计算
 
-    重建 1.2 的骨干和 `lm_head`（同样的种子、同样带 padding 的 batch），把它们的权重拷进 `clm`：
-    `state_dict` 的键只要加上前缀 `model.`，再加上 `lm_head.weight` 即可，`strict=True` 保证一个不多、一个不少。
+    重建 1.2 的骨干和 `lm_head`（同样的种子、同样带 padding 的 batch），把它们的权重拷进 `clm`。
+    **`state_dict`** 是模型所有参数（和缓冲区）按名字组成的字典，比如 `model.embed_tokens.weight` → 张量；
+    保存、加载、拷贝权重都用它。1.2 的骨干的键只要加上前缀 `model.`，再加上 `lm_head.weight`，`strict=True` 保证一个不多、一个不少。
     两边都切到 eval 模式关掉 dropout，这样前向是确定的，可以逐元素比较。
     """),
     code("""
@@ -108,7 +110,8 @@ CELLS = [
     print(f"拷贝了 {len(weights)} 个张量")
     """),
     md("""
-    同样的输入、同样的 loss 公式（1.2 的错位 + 展平 + `ignore_index`）：
+    同样的输入、同样的 loss 公式（1.2 的错位 + 展平 + `ignore_index`）。因为是 eval 模式、同样的初始权重，
+    这里的 loss 就是 1.2c 里「更新前」打印的那个数（不是 1.2b 那个开着 dropout 的数）：
     """),
     code("""
     def next_token_loss(logits, input_ids, padding_id):
@@ -141,8 +144,10 @@ CELLS = [
     print("每个梯度都完全相同:", same)
     """),
     md("""
-    `diy` 包里的 `causal_lm_loss(logits, labels)` 做的是同一件事，第二步会直接用它：它在 float32 里计算（和 Hugging Face 一样），
-    用 PyTorch 默认的 `ignore_index=-100` 标记不计入的位置，所以 labels 要先把 padding 换成 -100。
+    `diy` 包里的 `causal_lm_loss(logits, labels)` 做的是同一件事，第二步会直接用它：
+    - 它在**内部**错开一位，所以 labels 传**不错位**的、和 `input_ids` 一样长的张量（不要自己先切 `[:, 1:]`，否则就错位了两次）；
+    - 用 PyTorch 默认的 `ignore_index=-100`（1.2 讲过为什么），所以 labels 要先把 padding 换成 -100；
+    - 在 float32 里计算（和 Hugging Face 一样）。
     """),
     code("""
     labels = input_ids.masked_fill(input_ids == padding_id, -100)
@@ -152,9 +157,10 @@ CELLS = [
     md("""
     ## 4. 推理路径与 KV cache（为第三步做准备）
 
-    生成时一次只多一个 token。`is_training=False, use_cache=True` 时，骨干把每层的 key/value 作为 `presents` 返回：
-    每层一个 `(k, v)`，形状 `(B, num_heads, 已处理的长度, head_dim)`。下一次只把新 token 和 `past_key_values=presents`
-    传进去，就不用重算前面的位置。
+    生成时一次只多一个 token。`is_training=False, use_cache=True` 时，骨干把每层注意力算出的 key 和 value 作为 **`presents`**
+    （「到目前为止的缓存」）返回：每层一个 `(k, v)`，形状 `(B, num_heads, 已处理的长度, head_dim)`。
+    下一次只把新 token 和 `past_key_values=presents` 传进去，就不用重算前面的位置。
+    比较之前 `clm` 必须在 eval 模式（上面已经切过）：开着 dropout，两次前向本来就不一样，比较就没有意义了。
     """),
     code("""
     prompt = torch.randint(1, vocab_size, (1, 6))                 # (1, 6)
@@ -170,6 +176,68 @@ CELLS = [
     print("用缓存与整段重算一致:", torch.allclose(step_logits[:, -1], full[:, -1], atol=1e-5))
     """),
     md("""
+    ## 5. 通过 DIYForCausalLM 走一步优化
+
+    学习计划的总结说：「训练时先 `optimizer.zero_grad()` 再 forward 再 `optimizer.step()`」。用 `clm` 和 `causal_lm_loss` 走一遍，
+    前后在 eval 模式下量 loss（labels 还是上面那个 padding 换成 −100 的张量）：
+    """),
+    code("""
+    optimizer = torch.optim.AdamW(clm.parameters(), lr=1e-3)
+
+    def eval_loss():
+        clm.eval()
+        with torch.no_grad():
+            return causal_lm_loss(clm(input_ids, seq_lengths=seq_lengths), labels).item()
+
+    before = eval_loss()
+    clm.train()
+    optimizer.zero_grad()
+    loss = causal_lm_loss(clm(input_ids, seq_lengths=seq_lengths, is_training=True), labels)
+    loss.backward()
+    optimizer.step()
+    after = eval_loss()
+    print(f"更新前 {before:.4f} → 更新后 {after:.4f}，下降了: {after < before}")
+    """),
+    md("""
+    ## 先猜一猜，再运行
+
+    1. `clm.state_dict()` 有几个键？比 1.2 的骨干多几个？
+    2. 开着 dropout（train 模式）用缓存解码一个 token，和整段重算还一致吗？
+    3. 用 `causal_lm_loss` 时，如果 labels 自己先切了 `[:, 1:]` 再传进去（错位两次），会报错吗？
+
+    想好了再运行下一格。
+    """),
+    code("""
+    print("1.", len(clm.state_dict()), "个键，比骨干多", len(clm.state_dict()) - len(model.state_dict()), "个（lm_head.weight）")
+    clm.train()
+    with torch.no_grad():
+        logits_c, presents_c = clm(prompt, use_cache=True, is_training=False)
+        step_c, _ = clm(next_id, past_key_values=presents_c, use_cache=True, is_training=False)
+        full_c = clm(torch.cat([prompt, next_id], dim=1), is_training=False)
+    print("2. train 模式下缓存与整段重算一致:", torch.allclose(step_c[:, -1], full_c[:, -1], atol=1e-5))
+    clm.eval()
+    try:
+        causal_lm_loss(clm(input_ids), labels[:, 1:])
+        print("3. 没有报错")
+    except Exception as error:
+        print("3. 报错了：形状对不上 →", type(error).__name__)
+    """),
+    md("""
+    第 3 题：形状不同时会被拒绝；更危险的是自己把 logits 和 labels **都**切掉一位再交给 `causal_lm_loss`——形状对得上、不报错，
+    但模型学的是「下下个 token」。所以记住一句话：`causal_lm_loss` 收**不错位**的 labels。
+
+    ## 常见错误
+
+    | 症状 | 原因 | 修复 |
+    | --- | --- | --- |
+    | `cannot assign module before Module.__init__() call` | 没有先 `super().__init__()` | `__init__` 第一行调用它 |
+    | 自检说找不到 `self.model` | 骨干起了别的名字（如 `self.backbone`） | 必须叫 `model` 和 `lm_head`：`state_dict` 的键依赖它们 |
+    | `'tuple' object has no attribute ...` | `use_cache=True` 时没拆包 `(hidden_states, presents)` | 先拆包，再过 `lm_head` |
+    | padding 位置的输出和参考不同 | `seq_lengths` 没传给骨干 | 所有参数原样传给 `self.model` |
+    | 解码时看不到前面的 token | `past_key_values` 没传给骨干 | 同上 |
+    | 生成的结果每次不同 | 没有 `eval()`，dropout 开着 | 推理前 `model.eval()` |
+    | 训练 loss 降得异常快、学不会 | 给 `causal_lm_loss` 的 labels 已经错过位 | labels 传不错位的 `input_ids`（padding 换成 −100） |
+
     ## 第一步总结
 
     **结构**：`DIYForCausalLM` 包含
