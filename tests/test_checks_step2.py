@@ -234,7 +234,7 @@ def greedy_with(*, eval_mode=True, crop=True, position=-1, dim=-1):
 
 GREEDY_MISTAKES = {
     "no eval()": (greedy_with(eval_mode=False), "model.eval()"),
-    "no cropping": (greedy_with(crop=False), "裁剪"),
+    "no cropping": (greedy_with(crop=False), "截断"),
     "position 0": (greedy_with(position=0), "第 0 个位置"),
     "argmax over the wrong dimension": (greedy_with(dim=1), "维度"),
     "returns only the new tokens": (
@@ -265,3 +265,15 @@ def greedy_one_row_at_a_time(model, input_ids, max_new_tokens):
 def test_greedy_alternative_passes(capsys):
     passes(capsys, check_greedy_continue(greedy_one_row_at_a_time), greedy_one_row_at_a_time,
            "2.3")
+
+
+def test_greedy_that_crops_to_a_hard_coded_length(capsys):
+    def crops_to_128(model, input_ids, max_new_tokens):
+        model.eval()
+        for _ in range(max_new_tokens):
+            next_id = model(input_ids[:, -128:])[:, -1].argmax(-1, keepdim=True)
+            input_ids = torch.cat([input_ids, next_id], dim=1)
+        return input_ids
+
+    assert_caught(capsys, check_greedy_continue(crops_to_128), reference_greedy_continue, "2.3",
+                  "写死")

@@ -228,3 +228,19 @@ def left_pad_with_nn_utils(prompts, pad_token_id):
 
 def test_left_pad_alternative_passes(capsys):
     passes(capsys, check_left_pad(left_pad_with_nn_utils), left_pad_with_nn_utils, "3.3")
+
+
+def test_sampler_that_squeezes_the_batch_dimension_away(capsys):
+    def squeezes_everything(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return reference_sample_next_token(logits, temperature, top_k, top_p, generator)[:, None] \
+            .squeeze()
+
+    assert_caught(capsys, check_sample_next_token(squeezes_everything),
+                  reference_sample_next_token, "3.2", ".squeeze(1)")
+
+
+def test_left_pad_that_ignores_the_pad_id(capsys):
+    def zeros_padding(prompts, pad_token_id):
+        return reference_left_pad(prompts, 0)
+
+    assert_caught(capsys, check_left_pad(zeros_padding), reference_left_pad, "3.3", "写死")

@@ -178,19 +178,24 @@ def diagnose_sampler(exc: Exception):
 def check_sample_next_token(sample_next_token):
     """Check exercise 3.2; return the sample_next_token to use from here on."""
 
-    def call(*args, diagnose=None):
-        return call_learner(sample_next_token, *args, name="sample_next_token",
-                            diagnose=diagnose or diagnose_sampler)
+    def call(logits, *args, diagnose=None):
+        ids = call_learner(sample_next_token, logits, *args, name="sample_next_token",
+                           diagnose=diagnose or diagnose_sampler)
+        rows = logits.shape[0]
+        if not isinstance(ids, torch.Tensor) or tuple(ids.shape) != (rows,):
+            got = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise Failed(f"logits 是 {tuple(logits.shape)} 时应返回每行一个 token id，形状 ({rows},)，"
+                         f"实际是 {got}。",
+                         "torch.multinomial(probs, num_samples=1) 的结果是 (B, 1)：用 .squeeze(1)"
+                         "（不要用不带参数的 .squeeze()，B = 1 时它会把 batch 维也去掉）。")
+        return ids
 
     def body() -> str:
         # temperature 0 is greedy, top_k=1 too
         greedy = LOGITS.repeat(3, 1).argmax(dim=-1)
+        call(LOGITS, 1.0, None, None, torch.Generator().manual_seed(0))  # B = 1 keeps its batch dim
         zero = call(LOGITS.repeat(3, 1), 0.0, None, None, torch.Generator().manual_seed(0),
                     diagnose=diagnose_temperature_zero)
-        if not isinstance(zero, torch.Tensor) or zero.shape != (3,):
-            raise Failed(f"应返回每行一个 token id，形状 (B,) = (3,)，实际 "
-                         f"{tuple(zero.shape) if isinstance(zero, torch.Tensor) else zero!r}。",
-                         "torch.multinomial(probs, num_samples=1) 的结果是 (B, 1)，再 .squeeze(1)。")
         if not torch.equal(zero, greedy):
             raise Failed("temperature=0 没有得到贪心结果（除以 0 得到 inf/NaN？）。",
                          "temperature == 0 时直接 return logits.argmax(dim=-1)。")
@@ -287,6 +292,10 @@ def check_left_pad(left_pad):
         if not torch.equal(attention_mask.long(), expected_mask):
             raise Failed(f"attention_mask 不对：得到 {attention_mask.tolist()}，应为 {expected_mask.tolist()}。",
                          "和 input_ids 同形状，真实 token 为 1、padding 为 0。")
-        return "三条不同长度的提示词左 padding 成 (3, 3)，attention_mask 的 1/0 正确。"
+        other_ids, _ = call_learner(left_pad, prompts, 99, name="left_pad")
+        if not torch.equal(other_ids, reference_left_pad(prompts, 99)[0]):
+            raise Failed("pad_token_id=99 时 padding 位置不是 99：padding 的值写死了（比如 torch.zeros）。",
+                         "用传进来的 pad_token_id：torch.full((B, width), pad_token_id, dtype=torch.long)。")
+        return "三条不同长度的提示词左 padding 成 (3, 3)（pad_token_id 为 0 和 99），attention_mask 的 1/0 正确。"
 
     return run_check("3.3", body, left_pad, reference_left_pad)

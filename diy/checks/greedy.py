@@ -55,7 +55,8 @@ HINTS = {
 
 def diagnose_greedy(exc: Exception):
     if isinstance(exc, DIYInputError) and "max_seq_len" in str(exc):
-        return ("序列越来越长，超过了模型的 max_seq_len：送进模型之前没有裁剪。",
+        return ("送进模型的序列超过了它的 max_seq_len：没有截断，或者截断的长度写死了"
+                "（自检用的小模型 max_seq_len 只有 12，写死 128 也会超）。",
                 "每一步只送最后 max_seq_len 个 token：input_ids[:, -model.config.max_seq_len:]。")
     if "Tensors must have same number of dimensions" in str(exc) or \
             "Sizes of tensors must match" in str(exc):

@@ -78,7 +78,8 @@ STEP_MISTAKES = {
     "shifted_twice": dict(shift=2),
 }
 STEP_HINTS = {
-    "no_zero_grad": ("没有清零梯度：每一步的梯度都累加到了上一步的 .grad 上，更新越来越大。",
+    "no_zero_grad": ("没有清零梯度：每一步的梯度都累加到了之前所有梯度的总和上"
+                     "（AdamW 会按梯度大小归一化，所以 loss 曲线看起来几乎正常，参数却和正确的不一样）。",
                      "在 backward 之前调用 optimizer.zero_grad()（PyTorch 的梯度默认是累加的）。"),
     "no_step": ("参数一点没变：没有调用 optimizer.step()，loss 曲线会是平的。",
                 "在 loss.backward()（和梯度裁剪）之后调用 optimizer.step()。"),

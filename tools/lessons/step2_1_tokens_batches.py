@@ -81,7 +81,7 @@ CELLS = [
     passage_ids = tokenizer.encode(passage)
     print("字符数:", len(passage), " id 数:", len(passage_ids), " 不同的字:", len(set(passage)))
     print("不在词表里的字:", dict(tokenizer.unknown_characters(passage)))
-    print("前 12 个 (id, 字):", [(i, tokenizer.id_to_token[i]) for i in passage_ids[:12]])
+    print("前 20 个 (id, 字):", [(i, tokenizer.id_to_token[i]) for i in passage_ids[:20]])
     """),
     md("""
     ## 3. 拼成一条 token 流
@@ -89,10 +89,10 @@ CELLS = [
     真实的预训练把成千上万篇文档各自加上 `<eos>`，首尾相接拼成一条极长的 token 流，再从里面随机切窗口。
     我们只有一篇，就把它（加上 `<eos>`）**重复几遍**拼起来。这样做有两个好处：
 
-    1. 短文的每一部分——包括开头——都会以同样的频率出现在窗口的各个位置；如果只用一遍，开头几个字几乎只在「起点正好是 0」的窗口里出现；
+    1. 短文的每一部分——包括开头——都会以大致相同的频率出现在窗口的各个位置；如果只用一遍，开头几个字几乎只在「起点正好是 0」的窗口里出现；
     2. 模型顺便学会：短文最后一个字之后是 `<eos>`。第三步生成时，看到 `<eos>` 就停。
 
-    `training_stream` 重复到至少能切出 8 个长 `seq_len` 的窗口为止：
+    `training_stream` 一直重复到 token 流的总长度至少是 8 × `seq_len`：
     """),
     code("""
     seq_len = 128

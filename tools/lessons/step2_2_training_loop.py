@@ -47,12 +47,13 @@ CELLS = [
     eval_ids, eval_labels = eval_batch(document, seq_len=128)
     print("tokens:", tuple(tokens.shape), " 短文:", tuple(document.shape))
     print("评估 batch:", tuple(eval_ids.shape), tuple(eval_labels.shape))
+    print("每行被忽略（-100）的目标个数:", (eval_labels == -100).sum(dim=1).tolist())
     """),
     md("""
     ## 1. 模型和优化器
 
-    模型就是第一步 1.3 的 `DIYForCausalLM`（课程默认超参数）。优化器用 **AdamW**：它为每个参数记住梯度的滑动平均和平方的滑动平均，
-    按「梯度大小的相对值」调整步长，是训练 Transformer 的标准选择（W 指把 weight decay 和梯度更新分开处理）。
+    模型就是第一步 1.3 的 `DIYForCausalLM`（课程默认超参数）。优化器用 **AdamW**：它为每个参数记住梯度的滑动平均和梯度平方的滑动平均，
+    按「梯度大小的相对值」调整步长，是训练 Transformer 的标准选择（W 指 weight decay——每一步把参数往 0 拉一点点——和梯度更新分开处理）。
     学习率 `lr` 是每一步走多远；这里用 3e-3（为了几十步就背下一段话，比正常训练大，2.3 会看太大、太小各是什么样）。
     """),
     code("""
@@ -93,7 +94,7 @@ CELLS = [
             \"\"\"在一个 batch 上训练一步，返回这一步的 loss（浮点数）。\"\"\"
             model.train()
             logits = model(input_ids)                     # (B, L, V)
-            loss = causal_lm_loss(logits, input_ids)      # 内部错位，padding 无
+            loss = causal_lm_loss(logits, input_ids)      # labels 就是 input_ids：loss 在内部错位（这里没有 padding）
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -179,8 +180,8 @@ CELLS = [
     ```
 
     默认设置（`TrainConfig()`）：70 步、lr 3e-3、每步 8 个长 128 的窗口、每 10 步评估一次、`max_grad_norm=1.0`。
-    在 2 核 CPU 上大约 13 秒。进度条显示步数和当前 loss——它和用时每次运行都不一样，所以自动测试不比较这一格的输出，
-    结论在下一格打印。
+    在 2 核 CPU 上约 12～20 秒。进度条显示步数和用时，每次评估时更新训练 loss 和评估 loss——它每次运行都不一样，
+    所以自动测试不比较这一格的输出，结论在下一格打印。
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
@@ -192,11 +193,14 @@ CELLS = [
     """),
     code("""
     print(f"第 1 步的训练 loss ≈ {history.train_loss[0]:.1f}（ln 6400 = {math.log(6400):.2f}）")
-    print("评估 loss 一路下降:", all(a > b for a, b in zip(history.eval_loss[:4], history.eval_loss[1:5], strict=True)))
+    print("每次评估的 loss:", [round(x, 2) for x in history.eval_loss])
+    print("评估 loss 一路下降:", all(a > b for a, b in zip(history.eval_loss[:-1], history.eval_loss[1:], strict=True)))
     print("最后的评估 loss 低于 0.05:", history.eval_loss[-1] < 0.05)
     print("历史记录里存的是浮点数:", all(type(x) is float for x in history.train_loss))
     """),
     md("""
+    第 1 步的 loss 比 ln 6400 略高一点：随机初始化的模型并不是完全均匀地猜（1.2 的选读里算过：约 ln V + σ²/2）。
+
     ## 6. loss 曲线
 
     纵轴用**对数刻度**：loss 从 8.8 降到 0.01，跨了近三个数量级，普通刻度下后半段会挤成一条贴着 0 的线。

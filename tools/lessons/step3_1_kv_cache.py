@@ -72,12 +72,14 @@ CELLS = [
     md("""
     ## 2. 缓存里有什么？
 
-    看上面的循环：第 100 步时，前 107 个 token 的 key 和 value 在前 99 步里已经算过 99 遍了——它们只取决于这些 token 本身和它们的位置，
-    新 token 不会改变它们（因果注意力里，前面的 token 看不到后面的）。**KV cache** 就是把每一层的 key、value 存下来：
+    看上面的循环：第 100 步送进去 107 个 token，其中前 106 个的 key 和 value 之前都已经算过（提示词的 8 个已经各算了 99 遍）——
+    它们只取决于这些 token 本身和它们的位置，新 token 不会改变它们（因果注意力里，前面的 token 看不到后面的）。
+    **KV cache** 就是把每一层的 key、value 存下来：
 
-    - **prefill**：第一次把整段提示词送进去，`model(ids, use_cache=True, is_training=False)` 返回 `(logits, presents)`；
+    - **prefill**：第一次把整段提示词送进去，`model(ids, use_cache=True, is_training=False)` 返回 `(logits, presents)`
+      （`is_training=False` 选的是推理路径；它不管 dropout——dropout 只看 `model.eval()`）；
       `presents` 是每层一个 `(k, v)`，形状都是 `(B, num_heads, 已有长度, head_dim)`；
-    - **解码**：之后每一步只送**新 token** `(B, 1)`，同时把上一步的 `presents` 作为 `past_key_values` 传进去；
+    - **逐个生成（decode 阶段）**：之后每一步只送**新 token** `(B, 1)`，同时把上一步的 `presents` 作为 `past_key_values` 传进去；
       模型算出新 token 的 k、v，接在缓存后面，新 token 的位置（RoPE）从缓存长度接着数。
 
     **先猜一猜，再运行**：prefill 8 个 token 后，`presents` 有几项？每个 k 的形状是什么？再送一个新 token 呢？
@@ -89,7 +91,7 @@ CELLS = [
               "k", tuple(presents[0][0].shape), " v", tuple(presents[0][1].shape))
         next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)                    # (1, 1)
         logits, presents = model(next_id, past_key_values=presents, use_cache=True, is_training=False)
-        print("解码一步: logits", tuple(logits.shape), " k", tuple(presents[0][0].shape))
+        print("生成一步: logits", tuple(logits.shape), " k", tuple(presents[0][0].shape))
     """),
     md("""
     缓存长度从 8 变成 9；logits 只有新 token 这一个位置 `(1, 1, 6400)`。
@@ -187,6 +189,7 @@ CELLS = [
     first, last = slice(0, 20), slice(-20, None)
     print("不用缓存：最后 20 个 token 比最前 20 个慢:", average(no_cache_ms[last]) > average(no_cache_ms[first]))
     print("用缓存：总耗时比不用缓存少:", sum(cache_ms) < sum(no_cache_ms))
+    print("用缓存：最后 20 个 token 不到最前 20 个的 2 倍（基本持平）:", average(cache_ms[last]) < 2 * average(cache_ms[first]))
     """),
     code("""
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -202,7 +205,7 @@ CELLS = [
     md("""
     不用缓存的曲线随位置上升（要重算的 token 越来越多）；缓存的曲线几乎是平的。这个小模型、短序列上差距是几倍；
     大模型、长上下文上差距是几十上百倍——所有实际的 LLM 推理都用 KV cache。代价是内存：缓存大小 =
-    层数 × 2 × batch × 头数 × 长度 × head_dim 个数。
+    层数 × 2 × batch × 头数 × 长度 × head_dim 个浮点数；这个模型生成到 128 个 token 时是 2 × 2 × 1 × 4 × 128 × 64 = 131,072 个（512 KB）。
 
     ## 小结
 

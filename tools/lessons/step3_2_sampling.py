@@ -17,7 +17,8 @@ CELLS = [
     ## 0. 准备：一个真实的下一个 token 分布
 
     训练好的模型把整段短文背了下来，所以在短文中间它几乎总是 99% 确定下一个字。要看到有意思的分布，
-    选一个在短文里后面跟过**好几种**字的提示词：「灯」后面有「塔」「点」「油」「光」「救」，还有句号和逗号。
+    选一个在短文里后面跟过**好几种**字的提示词：短文里「灯」后面跟过「塔」「点」「油」「光」「救」和逗号。
+    只给一个字的提示词和训练时见过的上下文都不一样，所以模型也会给短文里从没出现过的搭配（比如句号）不小的概率。
     """),
     code("""
     import matplotlib.pyplot as plt
@@ -95,7 +96,9 @@ CELLS = [
     for name, scores in (("top_k=5", apply_top_k(logits, 5)), ("top_p=0.9", apply_top_p(logits, 0.9)),
                          ("top_p=0.5", apply_top_p(logits, 0.5))):
         kept = int(torch.isfinite(scores).sum())
-        print(f"{name:10} 保留 {kept} 个 token：", [tokenizer.id_to_token[i] for i in torch.isfinite(scores)[0].nonzero().flatten()][:8])
+        kept_probs = scores.softmax(dim=-1)[0]
+        order = kept_probs.argsort(descending=True)[:kept]
+        print(f"{name:10} 保留 {kept} 个:", " ".join(f"{tokenizer.id_to_token[i]!r}{kept_probs[i]:.2f}" for i in order))
     fig, axes = plt.subplots(1, 2, figsize=(10, 2.5))
     bar(axes[0], apply_top_k(logits, 5).softmax(dim=-1)[0], "top-k = 5")
     bar(axes[1], apply_top_p(logits, 0.9).softmax(dim=-1)[0], "top-p = 0.9")
@@ -166,7 +169,8 @@ CELLS = [
         print(f"{str(knobs):40}", sample_text("老人", **knobs))
     """),
     md("""
-    - T = 0（贪心）和 T = 0.7：几乎都在背原文（「老人」在短文里出现了好几次，它从其中一处接着背）；
+    - T = 0（贪心）：「老人笑着」接上了「油灯」——短文里有「老人笑着说」和「老人提着油灯」，两个字的上文分不清是哪一处，
+      它把两处拼在了一起；T = 0.7 这一次正好逐字背对了一处；
     - T = 1.5：小概率的字也被抽中，出现了短文里没有的搭配，越写越乱；
     - T = 1.5 加上 top-k = 3：每一步只在最可能的三个字里选，不再冒出完全无关的字，但会在短文的不同位置之间跳来跳去；
     - T = 1.5 加上 top-p = 0.8：模型很确定时只剩一个候选（等于贪心），不确定时才有选择，所以大段还是原文，偶尔拐个弯。

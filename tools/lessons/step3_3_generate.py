@@ -43,20 +43,28 @@ CELLS = [
     贪心取 argmax、采样用 `multinomial`。`use_cache=False` 得到同样的结果，只是更慢。
     """),
     code("""
-    greedy = model.generate(prompt_ids, max_new_tokens=40)
+    greedy = model.generate(prompt_ids, max_new_tokens=40)                 # 3.1 的贪心
     print(tokenizer.decode(greedy[0]))
     plain = model.generate(prompt_ids, max_new_tokens=40, use_cache=False)
     print("use_cache=False 结果相同:", torch.equal(greedy, plain))
+    """),
+    md("""
+    采样（3.2）：`do_sample=True` 加上温度、top-k、top-p；传一个 generator 就能复现。
+    `repetition_penalty`（重复惩罚）> 1 时，已经出现过的 token 的分数会被压低（正分数除以它、负分数乘以它），减少贪心的复读。
+    """),
+    code("""
     sampled = model.generate(prompt_ids, max_new_tokens=40, do_sample=True, temperature=1.5, top_k=3,
                              generator=torch.Generator().manual_seed(0))
     print(tokenizer.decode(sampled[0]))
+    penalised = model.generate(prompt_ids, max_new_tokens=40, repetition_penalty=1.3)
+    print(tokenizer.decode(penalised[0]))
     """),
     md("""
     **遇到 `<eos>` 就停**：模型在短文结尾学会了输出 `<eos>`（2.1 拼 token 流时放的）。从短文最后一句开始续写，
     给 `eos_token_id`，它写完这句话就停下，不会用满 `max_new_tokens`：
     """),
     code("""
-    ending = torch.tensor([tokenizer.encode(passage[-30:-22])])
+    ending = torch.tensor([tokenizer.encode(passage[-28:-20])])
     out = model.generate(ending, max_new_tokens=50, eos_token_id=tokenizer.eos_token_id)
     print(tokenizer.decode(out[0]))
     print("生成了", out.shape[1] - ending.shape[1], "个 token（上限 50），最后一个是 <eos>:",
@@ -108,7 +116,13 @@ CELLS = [
     prompts = [torch.tensor(tokenizer.encode(t)) for t in texts]
     input_ids, attention_mask = left_pad(prompts, tokenizer.pad_token_id)
     print("input_ids:", tuple(input_ids.shape))
+    print(input_ids)
     print(attention_mask)
+    """),
+    md("""
+    一起生成，再和每一条单独生成对照：
+    """),
+    code("""
     batch = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20)
     width = input_ids.shape[1]
     for row, prompt in enumerate(prompts):
@@ -134,7 +148,9 @@ CELLS = [
     print()
     """),
     md("""
-    命令行里也一样：`python -m diy.generate --prompt 海边的小镇上有一` 一个字一个字地打印（默认读 `python -m diy.train` 写的 `checkpoints/`）。
+    命令行里也一样：`python -m diy.generate --prompt 海边的小镇上有一` 一个字一个字地打印。它默认读 `python -m diy.train`
+    写到当前文件夹 `checkpoints/` 里的检查点；notebook 里用的 `course_model()` 是同样训练出的模型，存在缓存文件夹里；
+    2.3 里 `save_pretrained("checkpoints/step2")` 存的也是它，`--checkpoint notebooks/checkpoints/step2` 就能用。
 
     ## 5. 和 transformers 对照
 
