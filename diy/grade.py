@@ -15,16 +15,18 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import course
 from .checks.report import FAIL, ICONS, LOG_ENV, PASS, TODO
+from .sandbox import Limits, bwrap_path, clean_environment, kernel_argv
 
 ERROR = "error"  # the notebook (or this exercise) could not be graded
 ICON = {**ICONS, ERROR: "❌"}
@@ -41,6 +43,17 @@ class Row:
 
 class UsageError(Exception):
     pass
+
+
+@dataclass
+class Isolation:
+    """How each graded kernel runs: its limits, whether inside bubblewrap, and the few extra
+    environment variables it is given (the check log, read-only caches)."""
+
+    limits: Limits = field(default_factory=Limits)
+    sandbox: bool = False
+    extra_env: dict = field(default_factory=dict)
+    readable: list = field(default_factory=list)  # read-only paths the sandbox must show
 
 
 # --------------------------------------------------------------------------- finding the work
@@ -100,15 +113,17 @@ def has_check_cell(nb: dict, exercise: course.Exercise) -> bool:
 
 # --------------------------------------------------------------------------- grading one file
 
-def grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float) -> list[Row]:
+def grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float,
+               isolation: Isolation | None = None) -> list[Row]:
     """The rows of one submission; whatever is wrong with it becomes a row, never a crash."""
     try:
-        return _grade_file(path, name, lesson_wanted, timeout)
+        return _grade_file(path, name, lesson_wanted, timeout, isolation or Isolation())
     except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
         return [Row(name, "", "-", ERROR, f"无法批改这个文件（{type(exc).__name__}: {exc}）。")]
 
 
-def _grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float) -> list[Row]:
+def _grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float,
+                isolation: Isolation) -> list[Row]:
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
@@ -123,14 +138,15 @@ def _grade_file(path: Path, name: str, lesson_wanted: str | None, timeout: float
         return [Row(name, lesson, "-", ERROR,
                     f"交错了 notebook：这是 {lesson}，本次批改的是 {lesson_wanted}。")]
     return [Row(name, lesson, exercise, status, hint) for exercise, status, hint
-            in grade_lesson(nb, lesson, timeout)]
+            in grade_lesson(nb, lesson, timeout, isolation)]
 
 
-def grade_lesson(nb: dict, lesson: str, timeout: float):
-    """Yield (exercise, status, hint) after running a copy of the notebook in a fresh kernel."""
+def grade_lesson(nb: dict, lesson: str, timeout: float, isolation: Isolation):
+    """Yield (exercise, status, hint) after running a copy of the notebook in a fresh kernel,
+    in its own temporary folder (deleted afterwards)."""
     with tempfile.TemporaryDirectory(prefix="diy-grade-") as folder:
         log = Path(folder) / "checks.jsonl"
-        run = execute_copy(nb, Path(folder), log, timeout)
+        run = execute_copy(nb, Path(folder), log, timeout, isolation)
         verdicts = {}
         if log.exists():
             for line in log.read_text(encoding="utf-8").splitlines():
@@ -138,7 +154,9 @@ def grade_lesson(nb: dict, lesson: str, timeout: float):
                 verdicts[record["exercise"]] = record  # a check run twice: the last one counts
     for exercise in course.LESSONS[lesson].exercises:
         record = verdicts.get(exercise.id)
-        if record is not None:
+        if run.get("limit"):  # a limit was hit: whatever ran after it does not count
+            yield exercise.id, ERROR, run["limit"]
+        elif record is not None:
             hint = record["summary"] if record["status"] != PASS else ""
             yield exercise.id, record["status"], hint
         elif run.get("timeout"):
@@ -152,12 +170,22 @@ def grade_lesson(nb: dict, lesson: str, timeout: float):
             yield exercise.id, ERROR, f"自检没有运行（{run.get('crash', '原因不明')}）。"
 
 
-def execute_copy(nb: dict, folder: Path, log: Path, timeout: float) -> dict:
-    """Run an in-memory copy with folder as working directory; report what went wrong."""
+def execute_copy(nb: dict, folder: Path, log: Path, timeout: float,
+                 isolation: Isolation | None = None) -> dict:
+    """Run an in-memory copy with folder as working directory, isolated; report what went
+    wrong (a limit that was hit, a timeout, a crash, the first cell error)."""
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from .notebook_runner import run_notebook
+    from .notebook_runner import CurrentEnvKernelManager, run_notebook
+
+    isolation = isolation or Isolation()
+    limits = isolation.limits
+    km = CurrentEnvKernelManager(kernel_name="python3")
+    km.kernel_argv = kernel_argv(limits, folder, isolation.sandbox, isolation.readable)
+    km.transport, km.ip = "ipc", str(folder / "ipc")  # sockets in the folder: no network needed
+    km.connection_file = str(folder / "kernel.json")
+    env = clean_environment(folder, {**isolation.extra_env, LOG_ENV: str(log)})
 
     result = {}
     try:
@@ -165,7 +193,7 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float) -> dict:
     except Exception as exc:  # noqa: BLE001 - malformed cells: report, do not crash
         return {"crash": f"notebook 结构不合法：{type(exc).__name__}: {str(exc)[:120]}"}
     try:
-        run_notebook(notebook, folder, timeout=timeout, allow_errors=True, env={LOG_ENV: str(log)})
+        run_notebook(notebook, folder, timeout=timeout, allow_errors=True, km=km, exact_env=env)
     except CellTimeoutError:
         running = next((i for i, c in enumerate(notebook.cells, start=1)
                         if c.cell_type == "code" and c.get("execution_count") is None), "?")
@@ -174,11 +202,21 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float) -> dict:
         result["crash"] = f"kernel 崩溃：{str(exc).splitlines()[0][:120]}"
     except Exception as exc:  # noqa: BLE001 - a broken submission must not stop the class
         result["crash"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    returncode = process.poll() if process is not None else None
+    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        result["limit"] = f"CPU 时间超过 {limits.cpu_seconds} 秒，已停止。"
     for index, cell in enumerate(notebook.cells, start=1):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors and "first_error" not in result:
             result["first_error"] = (f"第 {index} 个单元格 {errors[0]['ename']}: "
                                      f"{str(errors[0]['evalue'])[:120]}")
+        for error in errors:
+            text = f"{error.get('ename')}: {error.get('evalue')}"
+            if "MemoryError" in text or "can't allocate memory" in text or "bad_alloc" in text:
+                result.setdefault("limit", f"内存超过 {limits.memory_gb:g} GB，已停止。")
+            elif "File too large" in text:
+                result.setdefault("limit", f"写入的文件超过 {limits.file_mb} MB，已停止。")
     return result
 
 
@@ -205,6 +243,57 @@ def print_table(rows: list[Row], elapsed: float, n_files: int) -> None:
           f"❌ {counts[FAIL]}  无法评分 {counts[ERROR]}（用时 {elapsed:.1f} 秒）")
 
 
+MISSING = "missing"  # the learner handed in no notebook of this exercise's lesson
+MARK = {PASS: "✅", TODO: "⏳", FAIL: "❌", ERROR: "❌", MISSING: "—"}
+
+
+def learner_of(file: str) -> str:
+    """The learner a submission belongs to: its sub-folder (class/alice/x.ipynb), else the
+    file name before the lesson's name (alice_step1_1_lm_head.ipynb), else the file name."""
+    parts = Path(file).parts
+    if len(parts) >= 3:
+        return parts[-2]
+    stem = Path(file).stem
+    for lesson in course.LESSONS:
+        if lesson in stem:
+            return stem[:stem.index(lesson)].rstrip("_-. ") or stem
+    return stem
+
+
+def gradebook(rows: list[Row]) -> dict:
+    """One row per learner, one column per exercise of the registry, with totals."""
+    exercises = list(course.EXERCISES)
+    learners = sorted({learner_of(r.file) for r in rows})
+    table = {learner: dict.fromkeys(exercises, MISSING) for learner in learners}
+    for r in rows:
+        if r.exercise in course.EXERCISES:
+            table[learner_of(r.file)][r.exercise] = r.status
+    learner_rows = [{"learner": learner, **table[learner],
+                     "passed": sum(s == PASS for s in table[learner].values()),
+                     "total": len(exercises)} for learner in learners]
+    totals = {e: sum(table[learner][e] == PASS for learner in learners) for e in exercises}
+    return {"exercises": exercises, "learners": learner_rows, "passed_per_exercise": totals}
+
+
+def print_gradebook(book: dict) -> None:
+    exercises = book["exercises"]
+    name_width = max([width("学习者")] + [width(r["learner"]) for r in book["learners"]])
+    print("\n成绩册（✅ 通过  ⏳ 待完成  ❌ 未通过或无法评分  — 没交这一节）")
+    print(pad("学习者", name_width) + "  " + " ".join(f"{e:>5}" for e in exercises) + "  通过")
+    for r in book["learners"]:
+        marks = " ".join(pad("", 5 - width(MARK[r[e]])) + MARK[r[e]] for e in exercises)
+        print(f"{pad(r['learner'], name_width)}  {marks}  {r['passed']}/{r['total']}")
+    totals = " ".join(f"{book['passed_per_exercise'][e]:>5}" for e in exercises)
+    print(f"{pad('通过人数', name_width)}  {totals}")
+
+
+def write_gradebook_csv(book: dict, path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["learner", *book["exercises"], "passed", "total"])
+        writer.writeheader()
+        writer.writerows(book["learners"])
+
+
 def write_csv(rows: list[Row], path: str) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(Row.__dataclass_fields__))
@@ -227,14 +316,51 @@ def parse_args(argv):
                         help="同时运行的 notebook 数（默认 = CPU 核数）")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="每个 notebook 的时间上限，秒（默认 120）")
-    parser.add_argument("--csv", metavar="FILE", help="把结果写成 CSV")
-    parser.add_argument("--json", metavar="FILE", help="把结果写成 JSON")
+    parser.add_argument("--csv", metavar="FILE", help="把结果（文件 × 练习）写成 CSV")
+    parser.add_argument("--json", metavar="FILE", help="把结果（文件 × 练习）写成 JSON")
+    parser.add_argument("--gradebook-csv", metavar="FILE", help="把成绩册（学习者 × 练习）写成 CSV")
+    parser.add_argument("--gradebook-json", metavar="FILE",
+                        help="把成绩册（学习者 × 练习）写成 JSON")
+    parser.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
+                        help="用 bubblewrap 隔离每个 kernel：auto = 装了就用（默认），on = 必须用，off = 不用")
+    defaults = Limits()
+    parser.add_argument("--memory-gb", type=float, default=defaults.memory_gb,
+                        help=f"每个 notebook 的内存（地址空间）上限，GB（默认 {defaults.memory_gb:g}）")
+    parser.add_argument("--cpu-seconds", type=int, default=defaults.cpu_seconds,
+                        help=f"每个 notebook 的 CPU 时间上限，秒（默认 {defaults.cpu_seconds}）")
+    parser.add_argument("--file-mb", type=int, default=defaults.file_mb,
+                        help=f"每个文件的大小上限，MB（默认 {defaults.file_mb}）")
+    parser.add_argument("--processes", type=int, default=defaults.processes,
+                        help=f"进程数上限（默认 {defaults.processes}；Linux 上对 root 无效）")
     args = parser.parse_args(argv)
     if not args.paths:
         parser.error("至少给出一个 notebook 文件或文件夹。")
     if args.jobs < 1 or args.timeout <= 0:
         parser.error("--jobs 和 --timeout 必须是正数。")
+    if min(args.memory_gb, args.cpu_seconds, args.file_mb, args.processes) <= 0:
+        parser.error("--memory-gb、--cpu-seconds、--file-mb、--processes 必须是正数。")
     return args
+
+
+def prepare_isolation(args, notebooks) -> Isolation:
+    """Limits and sandbox from the arguments; caches the kernels may read (the matplotlib font
+    cache, the trained course model) built here once, so no graded kernel has to."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.font_manager  # noqa: F401 - builds the font cache if missing
+
+    from .course_model import cache_folder, course_model
+
+    extra = {"MPLCONFIGDIR": matplotlib.get_configdir()}
+    readable = [Path(matplotlib.get_configdir()), Path(matplotlib.get_cachedir())]
+    if any("course_model(" in p.read_text(encoding="utf-8", errors="replace")
+           for p, _ in notebooks):
+        course_model()  # trains once (about 13 s) if the cache has no model yet
+        extra["DIY_CACHE"] = str(cache_folder())
+        readable.append(cache_folder())
+    limits = Limits(args.memory_gb, args.cpu_seconds, args.file_mb, args.processes)
+    return Isolation(limits, args.sandbox_on, extra, readable)
 
 
 def main(argv=None) -> int:
@@ -244,16 +370,36 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"python -m diy.grade: {exc}", file=sys.stderr)
         return 2
+    has_bwrap = bwrap_path() is not None
+    if args.sandbox == "on" and not has_bwrap:
+        print("python -m diy.grade: --sandbox on 需要 bubblewrap（bwrap），但没有找到。\n"
+              "修复方法：sudo apt-get install bubblewrap（Debian/Ubuntu），或用 --sandbox auto / off。\n"
+              "(English: --sandbox on needs bubblewrap (bwrap), which is not installed.)",
+              file=sys.stderr)
+        return 2
+    args.sandbox_on = args.sandbox != "off" and has_bwrap
+    if args.sandbox == "auto" and not has_bwrap:
+        print("注意：没有找到 bubblewrap（bwrap），kernel 不在沙箱里运行；"
+              "仍然使用干净的环境变量、独立的临时文件夹和资源限制。"
+              "安装：sudo apt-get install bubblewrap。", file=sys.stderr)
+    isolation = prepare_isolation(args, notebooks)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = pool.map(lambda item: grade_file(item[0], item[1], args.lesson, args.timeout),
-                           notebooks)
+        results = pool.map(lambda item: grade_file(item[0], item[1], args.lesson, args.timeout,
+                                                   isolation), notebooks)
         rows = [row for file_rows in results for row in file_rows]
     print_table(rows, time.perf_counter() - start, len(notebooks))
+    book = gradebook(rows)
+    print_gradebook(book)
     if args.csv:
         write_csv(rows, args.csv)
     if args.json:
         write_json(rows, args.json)
+    if args.gradebook_csv:
+        write_gradebook_csv(book, args.gradebook_csv)
+    if args.gradebook_json:
+        with open(args.gradebook_json, "w", encoding="utf-8") as f:
+            json.dump(book, f, ensure_ascii=False, indent=1)
     return 0 if all(r.status == PASS for r in rows) else 1
 
 

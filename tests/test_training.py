@@ -143,6 +143,25 @@ def test_course_model_trains_once_then_reads_the_cache(tmp_path, monkeypatch):
     DIYForCausalLM.from_pretrained(folder)
 
 
+def test_course_model_reads_a_read_only_cache(tmp_path, monkeypatch):
+    """In the grader's sandbox the cache is read-only: no lock file can be opened, and the
+    model is read anyway."""
+    monkeypatch.setenv("DIY_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    monkeypatch.setattr(course_model_module, "train_on_text",
+                        lambda progress=False: (DIYForCausalLM(SMALL).eval(), History()))
+    first = course_model_module.course_model()
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if "a" in mode or "w" in mode:
+            raise OSError(30, "Read-only file system")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(course_model_module, "open", read_only, raising=False)
+    monkeypatch.setattr(course_model_module, "train_on_text", lambda progress=False: 1 / 0)
+    assert torch.equal(logits_of(course_model_module.course_model()), logits_of(first))
+
+
 # ------------------------------------------------------------------------------ checkpoints
 
 @pytest.fixture
