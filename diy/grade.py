@@ -249,7 +249,7 @@ MARK = {PASS: "✅", TODO: "⏳", FAIL: "❌", ERROR: "❌", MISSING: "—"}
 
 def learner_of(file: str) -> str:
     """The learner a submission belongs to: its sub-folder (class/alice/x.ipynb), else the
-    file name before the lesson's name (alice_step1_1_lm_head.ipynb), else the file name."""
+    file name before the lesson's name (alice_<lesson>.ipynb), else the file name."""
     parts = Path(file).parts
     if len(parts) >= 3:
         return parts[-2]

@@ -14,14 +14,15 @@ import pytest
 
 from diy import course
 from diy import grade as grader
-from tools.notebook_builder import ROOT, path_of
+from tests.check_helpers import minimal_lesson_notebook
+from tools.notebook_builder import ROOT
 
 SMALL = "step1_1_lm_head"
 
 
 def with_cell(source, name):
-    """The small lesson's solution with one cell inserted at the top."""
-    nb = nbformat.read(path_of(SMALL, True), as_version=4)
+    """The small lesson's (cut-down) solution with one cell inserted after its title."""
+    nb = minimal_lesson_notebook(SMALL, True)
     nb.cells.insert(1, nbformat.v4.new_code_cell(source))
     return name, nb
 
