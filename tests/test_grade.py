@@ -9,6 +9,7 @@ import copy
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -23,9 +24,10 @@ SMALL = "step1_1_lm_head"  # one exercise, a few seconds to run
 MULTI = "step1_2_loss_backward"  # three exercises
 
 
-def grade(*args, cwd=ROOT):
+def grade(*args, cwd=ROOT, env=None):
     out = subprocess.run([sys.executable, "-m", "diy.grade", *map(str, args)], cwd=cwd,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **(env or {})})
     return out.returncode, out.stdout, out.stderr
 
 
@@ -63,9 +65,31 @@ def with_exercise(nb, source):
     return nb
 
 
+ENVIRONMENT_CHECK = """
+import os
+assert "DIY_TEST_SECRET" not in os.environ, "the grader's secret is visible"
+here = os.getcwd()
+assert os.environ["HOME"].startswith(here) and os.environ["TMPDIR"].startswith(here), "HOME/TMPDIR"
+"""
+# Untrusted submissions that hit the (small) limits of the class run below.
+LIMITS = ("--memory-gb", "2.5", "--file-mb", "1", "--cpu-seconds", "5", "--timeout", "60")
+HOGS = {
+    "memory": "import torch\nhog = torch.ones(3 * 1024 ** 3, dtype=torch.uint8)",
+    "disk": "open('big.bin', 'wb').write(b'x' * 3 * 1024 ** 2)",
+    "cpu": "while True:\n    pass",
+}
+
+
+def with_first_cell(nb, source):
+    nb = copy.deepcopy(nb)
+    nb.cells.insert(1, code_cell(source))
+    return nb
+
+
 @pytest.fixture(scope="module")
 def class_folder(tmp_path_factory):
-    """A class of submissions: good, untouched, wrong and broken ones."""
+    """A class of submissions: good, untouched, wrong and broken ones, one that looks at its
+    environment and one for each resource limit."""
     folder = tmp_path_factory.mktemp("class")
     solution = load(SMALL, True)
     save(solution, folder / "ada" / f"{SMALL}.ipynb")
@@ -84,6 +108,9 @@ def class_folder(tmp_path_factory):
     save(unrelated, folder / "gu" / "notes.ipynb")
     (folder / "ha").mkdir()
     (folder / "ha" / f"{SMALL}.ipynb").write_text('{"cells": [1, "x"]}', encoding="utf-8")
+    save(with_first_cell(solution, ENVIRONMENT_CHECK), folder / "env" / f"{SMALL}.ipynb")
+    for learner, source in HOGS.items():
+        save(with_first_cell(solution, source), folder / learner / f"{SMALL}.ipynb")
     return folder
 
 
@@ -92,7 +119,8 @@ def class_result(class_folder, tmp_path_factory):
     before = digest(class_folder)
     out_dir = tmp_path_factory.mktemp("out")
     code, stdout, stderr = grade(class_folder, "--jobs", "2", "--json", out_dir / "r.json",
-                                 "--csv", out_dir / "r.csv")
+                                 "--csv", out_dir / "r.csv", *LIMITS,
+                                 env={"DIY_TEST_SECRET": "s3cr3t"})
     rows = json.loads((out_dir / "r.json").read_text(encoding="utf-8"))
     return dict(code=code, stdout=stdout, stderr=stderr, rows=rows, before=before,
                 csv=list(csv.DictReader(open(out_dir / "r.csv", encoding="utf-8"))))
@@ -156,7 +184,7 @@ def test_table_summary_exit_code_and_files(class_result):
     assert out.splitlines()[0].split() == ["文件", "练习", "结果", "说明"]
     [ada] = [line for line in out.splitlines() if f"/ada/{SMALL}.ipynb" in line]
     assert ada.split()[1:] == ["1.1", "✅"]
-    assert "共 8 个 notebook" in out
+    assert "共 12 个 notebook" in out
     assert class_result["csv"] == [{k: str(v) for k, v in r.items()}
                                    for r in class_result["rows"]]
 
@@ -212,3 +240,17 @@ def test_folder_without_notebooks_is_a_usage_error(tmp_path, capsys):
 
     assert grader.main([str(tmp_path)]) == 2
     assert ".ipynb" in capsys.readouterr().err
+
+
+def test_the_kernel_sees_no_secret_and_lives_in_its_own_folder(class_result):
+    [row] = rows_of(class_result, "env")
+    assert row["status"] == "pass", row["hint"]
+
+
+def test_each_limit_gives_its_reason_and_the_good_submission_still_passes(class_result):
+    reasons = {learner: rows_of(class_result, learner)[0] for learner in HOGS}
+    assert all(r["status"] == "error" for r in reasons.values())
+    assert "内存超过 2.5 GB" in reasons["memory"]["hint"]
+    assert "超过 1 MB" in reasons["disk"]["hint"]
+    assert "CPU 时间超过 5 秒" in reasons["cpu"]["hint"]
+    assert [r["status"] for r in rows_of(class_result, "ada")] == ["pass"]

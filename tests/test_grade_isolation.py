@@ -36,54 +36,7 @@ def grade_folder(folder, *args, env=None):
     return out, {r["file"].split("/")[1]: r for r in rows}
 
 
-ENVIRONMENT_CHECK = """
-import os
-assert "DIY_TEST_SECRET" not in os.environ, "the grader's secret is visible"
-here = os.getcwd()
-assert os.environ["HOME"].startswith(here) and os.environ["TMPDIR"].startswith(here), "HOME/TMPDIR"
-"""
-
-
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory):
-    """One run without the sandbox: a good submission, one that looks at its environment, and
-    one for each limit (small limits so the tests are quick)."""
-    folder = tmp_path_factory.mktemp("limits") / "class"
-    submissions = [
-        with_cell("pass", "good"),
-        with_cell(ENVIRONMENT_CHECK, "env"),
-        with_cell("import torch\nhog = torch.ones(3 * 1024 ** 3, dtype=torch.uint8)", "memory"),
-        with_cell("open('big.bin', 'wb').write(b'x' * 3 * 1024 ** 2)", "disk"),
-        with_cell("while True:\n    pass", "cpu"),
-    ]
-    for learner, nb in submissions:
-        (folder / learner).mkdir(parents=True)
-        nbformat.write(nb, folder / learner / f"{SMALL}.ipynb")
-    return grade_folder(folder, "--sandbox", "off", "--memory-gb", "2.5", "--file-mb", "1",
-                        "--cpu-seconds", "4", "--timeout", "60",
-                        env={"DIY_TEST_SECRET": "s3cr3t"})
-
-
-def test_the_good_submission_passes_beside_the_others(limited):
-    _, rows = limited
-    assert rows["good"]["status"] == "pass"
-
-
-def test_the_kernel_sees_no_secret_and_lives_in_its_own_folder(limited):
-    _, rows = limited
-    assert rows["env"]["status"] == "pass", rows["env"]["hint"]
-
-
-def test_each_limit_gives_its_reason(limited):
-    _, rows = limited
-    assert rows["memory"]["status"] == "error" and "内存超过 2.5 GB" in rows["memory"]["hint"]
-    assert rows["disk"]["status"] == "error" and "超过 1 MB" in rows["disk"]["hint"]
-    assert rows["cpu"]["status"] == "error" and "CPU 时间超过 4 秒" in rows["cpu"]["hint"]
-
-
-def test_without_bubblewrap_the_run_says_so_once(limited, monkeypatch, capsys, tmp_path):
-    out, _ = limited
-    assert "bubblewrap" not in out.stderr  # --sandbox off: nothing to say
+def test_sandbox_on_without_bubblewrap_exits_2(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(grader, "bwrap_path", lambda: None)
     (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
     assert grader.main([str(tmp_path), "--sandbox", "on"]) == 2
@@ -102,6 +55,9 @@ for target in [pathlib.Path("/tmp/TARGET"), pathlib.Path("SUBMISSIONS") / "escap
         pass
 (pathlib.Path.cwd() / "inside.txt").write_text("fine")  # its own folder is writable
 assert not escaped, escaped
+import os
+assert "DIY_TEST_SECRET" not in os.environ, "the grader's secret is visible"
+assert os.environ["HOME"].startswith(os.getcwd()) and os.environ["TMPDIR"].startswith(os.getcwd())
 """
 
 
@@ -111,12 +67,11 @@ def test_in_the_sandbox_nothing_outside_its_folder_is_writable(tmp_path):
     target = f"diy-escape-{uuid.uuid4().hex}"
     folder = tmp_path / "class"
     source = ESCAPE.replace("TARGET", target).replace("SUBMISSIONS", str(folder))
-    for learner, nb in (with_cell(source, "escape"), with_cell(ENVIRONMENT_CHECK, "env")):
-        (folder / learner).mkdir(parents=True)
-        nbformat.write(nb, folder / learner / f"{SMALL}.ipynb")
+    learner, nb = with_cell(source, "escape")
+    (folder / learner).mkdir(parents=True)
+    nbformat.write(nb, folder / learner / f"{SMALL}.ipynb")
     out, rows = grade_folder(folder, "--sandbox", "on", env={"DIY_TEST_SECRET": "s3cr3t"})
     assert rows["escape"]["status"] == "pass", rows["escape"]["hint"]
-    assert rows["env"]["status"] == "pass", rows["env"]["hint"]
     assert not (tmp_path / "class" / "escaped.txt").exists()
     assert not os.path.exists(f"/tmp/{target}")
 
