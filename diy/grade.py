@@ -1,8 +1,10 @@
 """Grade learner notebooks: python -m diy.grade PATH... [options]
 
 Each notebook runs in a fresh kernel of this environment, in a temporary folder, from a copy
-(the submission on disk is never touched). The self-check cells report their verdicts through
-DIY_CHECK_LOG; the grader collects them, one row per learner file and exercise:
+(the submission on disk is never touched), as untrusted code: a clean environment, resource
+limits and, where bubblewrap is installed, a sandbox (diy/sandbox.py). The self-check cells
+report their verdicts through DIY_CHECK_LOG; the grader collects them, one row per learner file
+and exercise, then a gradebook with one row per learner:
 
     ✅ passed   ⏳ still to do   ❌ wrong, or could not be graded (with the reason)
 
