@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     print(f"最后一步的训练 loss {history.train_loss[-1]:.4f}，"
           f"评估 loss {final_eval:.4f}（{verdict}）")
     print(f"已写入 {args.out}/：config.json、model.safetensors、loss_curve.png、history.json")
-    print(f"读回：DIYForCausalLM.from_pretrained({str(args.out)!r})")
+    print(f"生成文字：python -m diy.generate --checkpoint {args.out} --prompt 海边的小镇上有一")
     return 0
 
 
