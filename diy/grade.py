@@ -50,12 +50,11 @@ class UsageError(Exception):
 @dataclass
 class Isolation:
     """How each graded kernel runs: its limits, whether inside bubblewrap, and the few extra
-    environment variables it is given (the check log, read-only caches)."""
+    environment variables it is given (where the read-only caches are)."""
 
     limits: Limits = field(default_factory=Limits)
     sandbox: bool = False
     extra_env: dict = field(default_factory=dict)
-    readable: list = field(default_factory=list)  # read-only paths the sandbox must show
 
 
 # --------------------------------------------------------------------------- finding the work
@@ -184,7 +183,7 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float,
     isolation = isolation or Isolation()
     limits = isolation.limits
     km = CurrentEnvKernelManager(kernel_name="python3")
-    km.kernel_argv = kernel_argv(limits, folder, isolation.sandbox, isolation.readable)
+    km.kernel_argv = kernel_argv(limits, folder, isolation.sandbox)
     km.transport, km.ip = "ipc", str(folder / "ipc")  # sockets in the folder: no network needed
     km.connection_file = str(folder / "kernel.json")
     env = clean_environment(folder, {**isolation.extra_env, LOG_ENV: str(log)})
@@ -355,14 +354,12 @@ def prepare_isolation(args, notebooks) -> Isolation:
     from .course_model import cache_folder, course_model
 
     extra = {"MPLCONFIGDIR": matplotlib.get_configdir()}
-    readable = [Path(matplotlib.get_configdir()), Path(matplotlib.get_cachedir())]
     if any("course_model(" in p.read_text(encoding="utf-8", errors="replace")
            for p, _ in notebooks):
         course_model()  # trains once (about 13 s) if the cache has no model yet
         extra["DIY_CACHE"] = str(cache_folder())
-        readable.append(cache_folder())
     limits = Limits(args.memory_gb, args.cpu_seconds, args.file_mb, args.processes)
-    return Isolation(limits, args.sandbox_on, extra, readable)
+    return Isolation(limits, args.sandbox_on, extra)
 
 
 def main(argv=None) -> int:

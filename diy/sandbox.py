@@ -57,21 +57,19 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def bwrap_argv(folder: Path, readable: list[Path]) -> list[str]:
-    """bubblewrap: the system read-only, ``folder`` writable, no network, own PID namespace."""
-    argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for path in readable:  # already visible read-only; listed so the caller says what it needs
-        argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--bind", str(folder), str(folder), "--chdir", str(folder),
-             "--unshare-all", "--die-with-parent", "--new-session", "--"]
-    return argv
+def bwrap_argv(folder: Path) -> list[str]:
+    """bubblewrap: the whole system read-only (caches the grader prepared included), ``folder``
+    writable, no network, its own PID namespace."""
+    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--bind", str(folder), str(folder), "--chdir", str(folder),
+            "--unshare-all", "--die-with-parent", "--new-session", "--"]
 
 
-def kernel_argv(limits: Limits, folder: Path, sandbox: bool, readable: list[Path]) -> list[str]:
+def kernel_argv(limits: Limits, folder: Path, sandbox: bool) -> list[str]:
     """The command line that starts one graded kernel."""
     launcher = [sys.executable, "-m", "diy.sandbox", *limits.argv()]
     if sandbox:
-        launcher += ["--bwrap", str(folder)] + [f"--readable={p}" for p in readable]
+        launcher += ["--bwrap", str(folder)]
     return launcher + ["--", sys.executable, "-m", "ipykernel_launcher", "-f",
                        "{connection_file}"]
 
@@ -96,13 +94,12 @@ def main(argv=None) -> int:
     parser.add_argument("--file-mb", type=int, required=True)
     parser.add_argument("--processes", type=int, required=True)
     parser.add_argument("--bwrap", type=Path, help="the only writable folder, inside bubblewrap")
-    parser.add_argument("--readable", type=Path, action="append", default=[])
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     apply_limits(Limits(args.memory_gb, args.cpu_seconds, args.file_mb, args.processes))
     if args.bwrap is not None:
-        command = bwrap_argv(args.bwrap, args.readable) + command
+        command = bwrap_argv(args.bwrap) + command
         # In its own PID namespace the kernel's parent is bwrap's init (PID 1), which ipykernel's
         # parent poller takes for "the parent has exited". bwrap --die-with-parent does that job.
         os.environ.pop("JPY_PARENT_PID", None)
