@@ -19,6 +19,7 @@ import math
 import torch
 
 from .errors import DIYInputError
+from .kv_cache import PreallocatedKV
 from .validation import check_attention_mask, check_input_ids
 
 # ------------------------------------------------------------------------------- processors
@@ -156,7 +157,6 @@ def _stream(streamer, tokens: torch.Tensor) -> None:
         streamer(tokens)
 
 
-@torch.no_grad()
 def generate(model, input_ids, max_new_tokens: int = 20, do_sample: bool = False,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              repetition_penalty: float = 1.0, eos_token_id: int | None = None,
@@ -184,15 +184,35 @@ def generate(model, input_ids, max_new_tokens: int = 20, do_sample: bool = False
                         temperature, top_k, top_p, repetition_penalty, eos_token_id)
     was_training = model.training
     model.eval()
+    try:
+        # inference_mode: no autograd bookkeeping at all (faster than no_grad); the ids are
+        # cloned on the way out so they can feed a later training step.
+        with torch.inference_mode():
+            ids = _decode(model, input_ids, attention_mask, max_new_tokens, do_sample,
+                          temperature, top_k, top_p, repetition_penalty, eos_token_id,
+                          use_cache, generator, streamer, pad_token_id)
+    finally:
+        model.train(was_training)
+    return ids.clone()
+
+
+def _decode(model, input_ids, attention_mask, max_new_tokens, do_sample, temperature, top_k,
+            top_p, repetition_penalty, eos_token_id, use_cache, generator, streamer,
+            pad_token_id) -> torch.Tensor:
+    """The loop itself: arguments already checked, model in eval mode."""
+    config = model.config
     ids = input_ids  # (B, L)
     mask = attention_mask  # (B, L) or None
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
-    past = None
+    past = None  # the cache, preallocated for prompt + max_new_tokens (no torch.cat per step)
+    if use_cache:
+        past = PreallocatedKV.for_model(config, ids.shape[0], ids.shape[1] + max_new_tokens,
+                                        model.lm_head.weight.dtype, ids.device)
     if streamer is not None and hasattr(streamer, "put"):
         streamer.put(ids)
     for _ in range(max_new_tokens):
         if use_cache:
-            new = ids if past is None else ids[:, -1:]  # prefill once, then the newest token
+            new = ids if past[0].length == 0 else ids[:, -1:]  # prefill, then the newest token
             logits, past = model(new, past_key_values=past, use_cache=True, is_training=False,
                                  attention_mask=mask)  # (B, l, V)
         else:
@@ -216,5 +236,4 @@ def generate(model, input_ids, max_new_tokens: int = 20, do_sample: bool = False
                 break
     if streamer is not None and hasattr(streamer, "end"):
         streamer.end()
-    model.train(was_training)
     return ids

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import DIYConfig
+from .kv_cache import PreallocatedKV
 from .validation import KVCache, check_forward_inputs
 
 
@@ -105,7 +106,9 @@ class DIYAttention(nn.Module):
         v = self.v_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
         q = apply_rotary(q, cos, sin)  # (B, H, L, D)
         k = apply_rotary(k, cos, sin)  # (B, H, L, D)
-        if past_kv is not None:
+        if isinstance(past_kv, PreallocatedKV):
+            k, v = past_kv.append(k, v)  # (B, H, P+L, D) each, written in place
+        elif past_kv is not None:
             past_k, past_v = past_kv  # each (B, H, P, D), keys already rotated
             k = torch.cat((past_k, k), dim=2)  # (B, H, P+L, D)
             v = torch.cat((past_v, v), dim=2)  # (B, H, P+L, D)
@@ -116,7 +119,8 @@ class DIYAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, L, D)
         y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
-        return self.o_proj(y), (k, v)  # (B, L, C), cache entry (B, H, P+L, D) each
+        present = past_kv if isinstance(past_kv, PreallocatedKV) else (k, v)
+        return self.o_proj(y), present  # (B, L, C), cache entry: (B, H, P+L, D) each
 
 
 class DIYMLP(nn.Module):

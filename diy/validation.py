@@ -12,9 +12,11 @@ import torch
 
 from .config import DIYConfig
 from .errors import DIYInputError
+from .kv_cache import PreallocatedKV
 
-# past_key_values / presents: one (k, v) pair per layer, each (B, num_heads, L_total, head_dim).
-KVCache = Sequence[tuple[torch.Tensor, torch.Tensor]] | None
+# past_key_values / presents: one (k, v) pair per layer, each (B, num_heads, L_total, head_dim),
+# or one PreallocatedKV per layer (what generate uses).
+KVCache = Sequence[tuple[torch.Tensor, torch.Tensor] | PreallocatedKV] | None
 
 
 def _fail(problem_zh: str, fix_zh: str, gloss_en: str):
@@ -80,7 +82,8 @@ def check_seq_lengths(seq_lengths, batch_size: int, length: int) -> torch.Tensor
     return seq_lengths.to(dtype=torch.long)
 
 
-def check_past_key_values(config: DIYConfig, past_key_values, batch_size: int) -> int:
+def check_past_key_values(config: DIYConfig, past_key_values, batch_size: int,
+                          length: int) -> int:
     """Return the cached length P after checking the cache's structure and shapes."""
     if not isinstance(past_key_values, (list, tuple)) or len(past_key_values) != config.num_layers:
         got = len(past_key_values) if isinstance(past_key_values, (list, tuple)) else \
@@ -91,12 +94,22 @@ def check_past_key_values(config: DIYConfig, past_key_values, batch_size: int) -
               f"past_key_values must be a list of num_layers={config.num_layers} (k, v) pairs.")
     H, D = config.num_heads, config.head_dim
     past_len = None
-    for i, pair in enumerate(past_key_values):
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or \
-                not all(isinstance(t, torch.Tensor) for t in pair):
-            _fail(f"past_key_values[{i}] 不是 (k, v) 两个张量。",
-                  "把上一次返回的 presents 原样传回来，不要改动其结构。",
-                  f"past_key_values[{i}] must be a (k, v) pair of tensors.")
+    for i, entry in enumerate(past_key_values):
+        if isinstance(entry, PreallocatedKV):  # generate's cache: buffers + a filled length
+            pair, cached = (entry.keys, entry.values), entry.length
+            if cached + length > entry.keys.shape[2]:
+                _fail(f"预分配的缓存（第 {i} 层）只有 {entry.keys.shape[2]} 个位置，"
+                      f"已用 {cached}，放不下新的 {length} 个 token。",
+                      "建缓存时留够位置：PreallocatedKV.for_model(config, B, "
+                      "提示词长度 + max_new_tokens)。",
+                      f"the preallocated cache of layer {i} is full.")
+        else:
+            pair = entry
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or \
+                    not all(isinstance(t, torch.Tensor) for t in pair):
+                _fail(f"past_key_values[{i}] 不是 (k, v) 两个张量。",
+                      "把上一次返回的 presents 原样传回来，不要改动其结构。",
+                      f"past_key_values[{i}] must be a (k, v) pair of tensors.")
         for name, t in zip("kv", pair, strict=True):
             if t.dim() != 4 or t.shape[0] != batch_size or t.shape[1] != H or t.shape[3] != D:
                 _fail(f"past_key_values[{i}] 的 {name} 形状是 {tuple(t.shape)}，应为 "
@@ -104,11 +117,12 @@ def check_past_key_values(config: DIYConfig, past_key_values, batch_size: int) -
                       "缓存必须来自同一个模型、同一个 batch；换了 batch 就从空缓存重新开始。",
                       f"cached {name} of layer {i} has shape {tuple(t.shape)}, "
                       f"expected ({batch_size}, {H}, P, {D}).")
+            filled = cached if isinstance(entry, PreallocatedKV) else t.shape[2]
             if past_len is None:
-                past_len = t.shape[2]
-            elif t.shape[2] != past_len:
+                past_len = filled
+            elif filled != past_len:
                 _fail("past_key_values 各层/各张量的缓存长度不一致"
-                      f"（{past_len} 与 {t.shape[2]}）。",
+                      f"（{past_len} 与 {filled}）。",
                       "把上一次返回的 presents 原样传回来。",
                       "all cached k and v must have the same length.")
     return past_len
@@ -161,7 +175,7 @@ def check_forward_inputs(config: DIYConfig, input_ids, seq_lengths, past_key_val
               "past_key_values is only accepted on the inference path (is_training=False).")
     past_len = 0
     if past_key_values is not None:
-        past_len = check_past_key_values(config, past_key_values, B)
+        past_len = check_past_key_values(config, past_key_values, B, L)
     if past_len + L > config.max_seq_len:
         where = f"缓存 {past_len} + 新输入 {L}" if past_len else f"输入长度 {L}"
         _fail(f"序列总长度 {past_len + L}（{where}）超过了 max_seq_len={config.max_seq_len}。",

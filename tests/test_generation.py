@@ -14,6 +14,7 @@ from diy.generation import (
     sample_next_token,
 )
 from diy.hf import to_llama_for_causal_lm
+from diy.kv_cache import PreallocatedKV
 
 CONFIG = DIYConfig(vocab_size=97, hidden_size=64, num_layers=2, num_heads=4, max_seq_len=48,
                    dropout=0.1)
@@ -90,6 +91,53 @@ def test_cache_is_only_an_optimisation(models, prompts):
         plain = diy.generate(batch[0], attention_mask=batch[1], max_new_tokens=15,
                              use_cache=False, **kwargs)
         assert torch.equal(cached, plain)
+
+
+def test_preallocated_cache_gives_the_same_logits_as_the_growing_one(models, prompts):
+    diy, _ = models
+    ids, mask = left_pad(prompts, 0)  # (3, 7), left-padded rows exercise the key mask too
+    B, L = ids.shape
+    static = PreallocatedKV.for_model(CONFIG, B, capacity=L + 3)
+    grown = None
+    step_ids, step_mask = ids, mask
+    with torch.no_grad():
+        for _ in range(3):  # prefill, then two single tokens
+            a, static_out = diy(step_ids, past_key_values=static, use_cache=True,
+                                is_training=False, attention_mask=step_mask)
+            b, grown = diy(step_ids, past_key_values=grown, use_cache=True, is_training=False,
+                           attention_mask=step_mask)
+            assert torch.equal(a, b)
+            # the presents are the same buffers, advanced in place: pass them back as they are
+            assert all(x is y for x, y in zip(static_out, static, strict=True))
+            for layer, (k, v) in zip(static, grown, strict=True):
+                assert torch.equal(layer.keys[:, :, :layer.length], k)
+                assert torch.equal(layer.values[:, :, :layer.length], v)
+            step_ids = a[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+            step_mask = torch.cat([step_mask, torch.ones(B, 1, dtype=torch.long)], dim=1)
+    assert static[0].length == L + 2
+
+
+def test_a_full_preallocated_cache_is_refused_before_anything_is_written(models, prompts):
+    diy, _ = models
+    cache = PreallocatedKV.for_model(CONFIG, 1, capacity=8)
+    with torch.no_grad():
+        diy(prompts[0][None], past_key_values=cache, use_cache=True, is_training=False)  # 7
+        before = cache[0].keys.clone()
+        with pytest.raises(DIYInputError, match="预分配的缓存.*放不下新的 2 个 token"):
+            diy(prompts[1][None, :2], past_key_values=cache, use_cache=True, is_training=False)
+    assert cache[0].length == 7 and torch.equal(cache[0].keys, before)
+
+
+def test_generated_ids_can_be_trained_on(models, prompts):
+    diy, _ = models
+    ids = diy.generate(prompts[0][None], max_new_tokens=5)
+    assert not ids.is_inference()  # generate runs in inference_mode; its result must not be
+    diy.train()
+    try:
+        diy(ids).sum().backward()  # an inference tensor here: "cannot be saved for backward"
+    finally:
+        diy.zero_grad(set_to_none=True)
+        diy.eval()
 
 
 def test_each_row_of_a_batch_equals_that_row_alone(models, prompts):

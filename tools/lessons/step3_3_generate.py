@@ -41,6 +41,10 @@ CELLS = [
 
     内部就是 3.1 的缓存循环：每一步取最后一个位置的分数，依次经过「重复惩罚 → 温度 → top-k → top-p」（后三个只在采样时），
     贪心取 argmax、采样用 `multinomial`。`use_cache=False` 得到同样的结果，只是更慢。
+
+    和 3.1 只有一处不同：缓存是**预先分配**的（`diy.kv_cache.PreallocatedKV`，每层一块能装下「提示词 + max_new_tokens」
+    个位置的张量），每一步把新的 k、v 写到已有内容的后面，而不是像 3.1 那样用 `torch.cat` 把整个缓存复制一遍。
+    数字完全一样，只是省掉了每步的复制（transformers 的 `StaticCache` 也是这个思路）。
     """),
     code("""
     greedy = model.generate(prompt_ids, max_new_tokens=40)                 # 3.1 的贪心
