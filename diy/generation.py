@@ -151,6 +151,8 @@ def check_generate_args(config, input_ids, attention_mask, max_new_tokens, do_sa
 def _stream(streamer, tokens: torch.Tensor) -> None:
     if streamer is None:
         return
+    with torch.inference_mode(False):
+        tokens = tokens.clone()  # an ordinary tensor: the streamer may keep or change it
     if hasattr(streamer, "put"):
         streamer.put(tokens)  # a transformers streamer
     else:
@@ -206,8 +208,7 @@ def _decode(model, input_ids, attention_mask, max_new_tokens, do_sample, tempera
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
     past = None  # the cache, preallocated for prompt + max_new_tokens (no torch.cat per step)
     if use_cache:
-        past = PreallocatedKV.for_model(config, ids.shape[0], ids.shape[1] + max_new_tokens,
-                                        model.lm_head.weight.dtype, ids.device)
+        past = PreallocatedKV.for_model(config, ids.shape[0], ids.shape[1] + max_new_tokens)
     if streamer is not None and hasattr(streamer, "put"):
         streamer.put(ids)
     for _ in range(max_new_tokens):

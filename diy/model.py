@@ -106,12 +106,18 @@ class DIYAttention(nn.Module):
         v = self.v_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
         q = apply_rotary(q, cos, sin)  # (B, H, L, D)
         k = apply_rotary(k, cos, sin)  # (B, H, L, D)
-        if isinstance(past_kv, PreallocatedKV):
-            k, v = past_kv.append(k, v)  # (B, H, P+L, D) each, written in place
-        elif past_kv is not None:
+        if past_kv is None:
+            present = (k, v)  # the cache starts here
+        elif isinstance(past_kv, PreallocatedKV):
+            # generate's cache (diy/kv_cache.py): the same numbers, written in place; skip it on a
+            # first read.
+            k, v = past_kv.append(k, v)  # (B, H, P+L, D) each
+            present = past_kv
+        else:
             past_k, past_v = past_kv  # each (B, H, P, D), keys already rotated
             k = torch.cat((past_k, k), dim=2)  # (B, H, P+L, D)
             v = torch.cat((past_v, v), dim=2)  # (B, H, P+L, D)
+            present = (k, v)
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=attn_mask,  # None -> plain causal; else bool (B or 1, 1, L, P+L)
@@ -119,8 +125,7 @@ class DIYAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, L, D)
         y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
-        present = past_kv if isinstance(past_kv, PreallocatedKV) else (k, v)
-        return self.o_proj(y), present  # (B, L, C), cache entry: (B, H, P+L, D) each
+        return self.o_proj(y), present  # (B, L, C), this layer's cache: (k, v) (B, H, P+L, D) each
 
 
 class DIYMLP(nn.Module):
@@ -239,7 +244,7 @@ class DIYModel(nn.Module):
             presents.append(present)
         hidden_states = self.norm(x)  # (B, L, C)
         if use_cache:
-            return hidden_states, presents  # presents: num_layers x (k, v), (B, H, P+L, D)
+            return hidden_states, presents  # per layer (k, v) (B, H, P+L, D) or PreallocatedKV
         return hidden_states
 
     def num_parameters(self) -> int:

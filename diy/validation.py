@@ -95,35 +95,43 @@ def check_past_key_values(config: DIYConfig, past_key_values, batch_size: int,
     H, D = config.num_heads, config.head_dim
     past_len = None
     for i, entry in enumerate(past_key_values):
-        if isinstance(entry, PreallocatedKV):  # generate's cache: buffers + a filled length
-            pair, cached = (entry.keys, entry.values), entry.length
-            if cached + length > entry.keys.shape[2]:
-                _fail(f"预分配的缓存（第 {i} 层）只有 {entry.keys.shape[2]} 个位置，"
-                      f"已用 {cached}，放不下新的 {length} 个 token。",
+        if isinstance(entry, PreallocatedKV):  # generate's cache: a capacity + a filled length
+            shapes, filled = [entry.shape] * 2, entry.length
+            room = entry.shape[2] - filled
+            if length > room:
+                _fail(f"预分配的缓存（第 {i} 层）共 {entry.shape[2]} 个位置，"
+                      f"已用 {filled}，放不下新的 {length} 个 token。",
                       "建缓存时留够位置：PreallocatedKV.for_model(config, B, "
                       "提示词长度 + max_new_tokens)。",
-                      f"the preallocated cache of layer {i} is full.")
+                      f"the preallocated cache of layer {i} has room for {room} more positions, "
+                      f"got {length} new tokens.")
+            if any(other is entry for other in past_key_values[:i]):
+                _fail(f"past_key_values 里第 {i} 层和前面某一层是同一个缓存对象"
+                      "（例如 [PreallocatedKV(...)] * num_layers）：各层会互相覆盖。",
+                      "每层要有自己的缓存：PreallocatedKV.for_model(config, B, 长度)。",
+                      "each layer needs its own PreallocatedKV.")
         else:
-            pair = entry
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or \
-                    not all(isinstance(t, torch.Tensor) for t in pair):
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2 or \
+                    not all(isinstance(t, torch.Tensor) for t in entry):
                 _fail(f"past_key_values[{i}] 不是 (k, v) 两个张量。",
                       "把上一次返回的 presents 原样传回来，不要改动其结构。",
                       f"past_key_values[{i}] must be a (k, v) pair of tensors.")
-        for name, t in zip("kv", pair, strict=True):
-            if t.dim() != 4 or t.shape[0] != batch_size or t.shape[1] != H or t.shape[3] != D:
-                _fail(f"past_key_values[{i}] 的 {name} 形状是 {tuple(t.shape)}，应为 "
+            shapes, filled = [tuple(t.shape) for t in entry], None
+        for name, shape in zip("kv", shapes, strict=True):
+            if len(shape) != 4 or shape[0] != batch_size or shape[1] != H or shape[3] != D:
+                _fail(f"past_key_values[{i}] 的 {name} 形状是 {shape}，应为 "
                       f"(B={batch_size}, num_heads={H}, 缓存长度, head_dim={D})。",
                       "缓存必须来自同一个模型、同一个 batch；换了 batch 就从空缓存重新开始。",
-                      f"cached {name} of layer {i} has shape {tuple(t.shape)}, "
+                      f"cached {name} of layer {i} has shape {shape}, "
                       f"expected ({batch_size}, {H}, P, {D}).")
-            filled = cached if isinstance(entry, PreallocatedKV) else t.shape[2]
+            cached = shape[2] if filled is None else filled
             if past_len is None:
-                past_len = filled
-            elif filled != past_len:
+                past_len = cached
+            elif cached != past_len:
                 _fail("past_key_values 各层/各张量的缓存长度不一致"
-                      f"（{past_len} 与 {filled}）。",
-                      "把上一次返回的 presents 原样传回来。",
+                      f"（{past_len} 与 {cached}）。",
+                      "把上一次返回的 presents 原样传回来；如果上一次调用中途出错，"
+                      "缓存可能只更新了一部分，从新的缓存重新开始。",
                       "all cached k and v must have the same length.")
     return past_len
 

@@ -125,7 +125,21 @@ def test_a_full_preallocated_cache_is_refused_before_anything_is_written(models,
         before = cache[0].keys.clone()
         with pytest.raises(DIYInputError, match="预分配的缓存.*放不下新的 2 个 token"):
             diy(prompts[1][None, :2], past_key_values=cache, use_cache=True, is_training=False)
-    assert cache[0].length == 7 and torch.equal(cache[0].keys, before)
+        try:
+            with pytest.raises(DIYInputError, match="换了 dtype"):  # e.g. a float64 model now
+                diy.double()(prompts[1][None, :1], past_key_values=cache, use_cache=True,
+                             is_training=False)
+        finally:
+            diy.float()  # float32 -> float64 -> float32 is exact
+    assert [c.length for c in cache] == [7, 7] and torch.equal(cache[0].keys, before)
+
+
+def test_one_cache_object_for_every_layer_is_refused(models, prompts):
+    diy, _ = models
+    shared = [PreallocatedKV(1, CONFIG.num_heads, 20, CONFIG.head_dim)] * CONFIG.num_layers
+    with torch.no_grad(), pytest.raises(DIYInputError, match="同一个缓存对象"):
+        diy(prompts[0][None], past_key_values=shared, use_cache=True, is_training=False)
+    assert shared[0].length == 0
 
 
 def test_generated_ids_can_be_trained_on(models, prompts):
@@ -172,6 +186,7 @@ def test_streaming_receives_every_token_in_order(models, prompts):
     seen = []
     out = diy.generate(prompts[0][None], max_new_tokens=8, streamer=seen.append)
     assert torch.equal(torch.stack(seen, dim=1), out[:, len(prompts[0]):])
+    seen[0] += 1  # ordinary tensors (generate runs in inference_mode): the streamer may change them
 
     class Streamer:  # transformers-style: the prompt first, then each token, then end()
         def __init__(self):

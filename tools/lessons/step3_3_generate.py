@@ -44,7 +44,8 @@ CELLS = [
 
     和 3.1 只有一处不同：缓存是**预先分配**的（`diy.kv_cache.PreallocatedKV`，每层一块能装下「提示词 + max_new_tokens」
     个位置的张量），每一步把新的 k、v 写到已有内容的后面，而不是像 3.1 那样用 `torch.cat` 把整个缓存复制一遍。
-    数字完全一样，只是省掉了每步的复制（transformers 的 `StaticCache` 也是这个思路）。
+    数字完全一样，只是省掉了每步的复制（transformers 的 `StaticCache` 也是这个思路）。另外整个循环在
+    `torch.inference_mode()` 里运行：和 `torch.no_grad()` 一样不求梯度，还省掉了 autograd 的全部记录，更快一些。
     """),
     code("""
     greedy = model.generate(prompt_ids, max_new_tokens=40)                 # 3.1 的贪心
