@@ -23,6 +23,7 @@ CELLS = [
     from diy import CharTokenizer, load_passage
     from diy.checks import check_left_pad
     from diy.course_model import course_model
+    from diy.generation import sample_next_token
 
     model = course_model()
     tokenizer = CharTokenizer()
@@ -63,6 +64,36 @@ CELLS = [
     print(tokenizer.decode(sampled[0]))
     penalised = model.generate(prompt_ids, max_new_tokens=40, repetition_penalty=1.3)
     print(tokenizer.decode(penalised[0]))
+    """),
+    md("""
+    **对照 3.1 和 3.2**：`generate` 里没有新东西。下面是 3.1 的缓存循环写成的最短样子，每一步由 `pick` 从最后一个位置的
+    分数 `(B, V)` 里选出下一个 token：传 argmax 就是 3.1 的贪心，传 3.2 的 `sample_next_token`（这里用包里的同名函数，
+    同样的温度、top-k 和同一个种子的 generator）就是采样。
+
+    先预测：这两个循环的结果和上面 `generate` 的 `greedy`、`sampled` 逐 id 相同吗？
+    """),
+    code("""
+    def cached_loop(model, input_ids, max_new_tokens, pick):
+        \"\"\"3.1 的缓存循环：prefill 一次，之后每步只喂新 token；pick(scores (B, V)) → (B,)。\"\"\"
+        model.eval()
+        ids = input_ids
+        with torch.no_grad():
+            logits, past = model(ids, use_cache=True, is_training=False)            # prefill
+            for step in range(max_new_tokens):
+                next_id = pick(logits[:, -1, :])[:, None]                          # (B, 1)
+                ids = torch.cat([ids, next_id], dim=1)                             # (B, L + 1)
+                if step + 1 < max_new_tokens:                                      # 最后一个不必再算
+                    logits, past = model(next_id, past_key_values=past, use_cache=True,
+                                         is_training=False)                        # (B, 1, V)
+        return ids
+
+    loop_greedy = cached_loop(model, prompt_ids, 40, lambda scores: scores.argmax(dim=-1))
+    print("generate 的贪心 = 3.1 的循环:", torch.equal(greedy, loop_greedy))
+    g = torch.Generator().manual_seed(0)
+    loop_sampled = cached_loop(model, prompt_ids, 40,
+                               lambda scores: sample_next_token(scores, temperature=1.5, top_k=3,
+                                                                generator=g))
+    print("generate 的采样 = 3.2 的 sample_next_token 循环:", torch.equal(sampled, loop_sampled))
     """),
     md("""
     **遇到 `<eos>` 就停**：模型在短文结尾学会了输出 `<eos>`（2.1 拼 token 流时放的）。从短文最后一句开始续写，
