@@ -40,7 +40,6 @@ def matmuls_only(model, batch: int):
                         proj(x)  # (B, 1, C) or (B, 1, F)
                     mlp.down_proj(h)  # (B, 1, C)
                 model.lm_head(x)  # (B, 1, V)
-        return None
     return run
 
 

@@ -29,7 +29,7 @@ class DIYForCausalLM(nn.Module):
                          attention_mask=attention_mask)
         if use_cache:
             hidden_states, presents = out  # cached inference path
-            return self.lm_head(hidden_states), presents  # (B, L, V), num_layers x (k, v)
+            return self.lm_head(hidden_states), presents  # (B, L, V), one cache per layer
         return self.lm_head(out)  # (B, L, V)
 
     def save_pretrained(self, folder):
