@@ -11,18 +11,23 @@ TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 # On Linux, PyPI's torch is the CUDA build (several GB of nvidia-* wheels). PyTorch's own CPU
 # wheel index, as pytorch.org documents it, has the ~190 MB CPU build. For a CUDA build:
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# Behind a mirror: make install PIP_INDEX_URL=<mirror>/simple (pip reads it from the environment;
+# make exports command-line variables to its recipes) and TORCH_INDEX=<the mirror's torch CPU index>.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 # A venv with the pinned requirements; redone when requirements.txt or pyproject.toml change.
 # Linux: torch first, from TORCH_INDEX; where that index cannot be reached (offline mirror,
 # firewall) pip fails fast and the next line installs torch from the usual index instead.
 # The requirements line then finds torch already satisfied (2.13.0+cpu satisfies ==2.13.0).
+# The Python check comes first, so that a too-old Python is never reported as a network problem.
 $(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "❌ 找不到 $(PYTHON)：请先安装 Python 3.11 或更新的版本（见 README），或用 make lab PYTHON=python3.12 指定。"; exit 1; }
+	@$(PYTHON) diy/python_support.py
 	$(PYTHON) -m venv $(VENV)
 ifeq ($(shell uname -s),Linux)
 	$(BIN)/python -m pip install --quiet --timeout 10 --retries 0 \
 		--index-url $(TORCH_INDEX) "$(TORCH_PIN)" \
-	|| echo "提示：连不上 $(TORCH_INDEX)，改从默认的包索引安装 $(TORCH_PIN)（Linux 上可能是几 GB 的 CUDA 版）"
+	|| echo "提示：没能从 $(TORCH_INDEX) 安装 $(TORCH_PIN)（连不上，或那里没有这个 Python / 平台的文件），改从默认的包索引安装（Linux 上是约 5 GB 的 CUDA 版；见 README「安装」）"
 endif
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)

@@ -1,7 +1,8 @@
 """Check the learner's environment: python -m diy.doctor
 
-Prints ✅ / ❌ per line, with the fix for each ❌ in Chinese; paste the output into a bug report.
-Exit status 0 when everything is fine, 1 otherwise.
+Prints ✅ / ⚠️ / ❌ per line, with the fix for each ⚠️ and ❌ in Chinese; paste the output into a
+bug report. ⚠️ works but costs something (e.g. a CUDA build without a GPU: big, not broken).
+Exit status 0 when nothing is ❌, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-MIN_PYTHON = (3, 10)
+from . import python_support
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
 INSTALL_FIX = "在仓库根目录运行 make install（或 .venv/bin/pip install -r requirements.txt）。"
@@ -26,18 +28,26 @@ class Finding:
     ok: bool
     what: str
     fix: str = ""
+    warning: bool = False  # ok, but worth knowing (⚠️ with a fix); never fails the run
 
     def render(self) -> str:
-        line = f"{'✅' if self.ok else '❌'} {self.what}"
-        return line if self.ok else f"{line}\n   修复：{self.fix}"
+        icon = "⚠️" if self.warning else ("✅" if self.ok else "❌")
+        return f"{icon} {self.what}" + (f"\n   修复：{self.fix}" if self.fix else "")
 
 
 def check_python(version=sys.version_info) -> Finding:
-    text = ".".join(map(str, version[:3]))
-    if tuple(version[:2]) >= MIN_PYTHON:
-        return Finding(True, f"Python {text}")
-    return Finding(False, f"Python {text} 太旧，课程需要 ≥ {'.'.join(map(str, MIN_PYTHON))}",
-                   "安装 Python 3.10 或更新的版本，删掉 .venv 后重新 make install。")
+    text = f"Python {python_support.dotted(tuple(version[:3]))}"
+    status, _ = python_support.verdict(version)
+    measured = "、".join(map(python_support.dotted, python_support.MEASURED))
+    if status == "stop":
+        floor = python_support.dotted(python_support.MINIMUM)
+        return Finding(False, f"{text} 太旧，课程需要 ≥ {floor}",
+                       f"换一个 Python（测过：{measured}），make clean 后重新 make install；"
+                       "怎么装见 README「支持的 Python」。")
+    if status == "note":
+        return Finding(True, f"{text}：课程只在 {measured} 上测过", warning=True,
+                       fix="多半能用；遇到安装或输出问题时换成 3.12。")
+    return Finding(True, text)
 
 
 def pinned_requirements(path: Path) -> dict[str, str]:
@@ -88,10 +98,11 @@ def check_torch_build(build: tuple[str, str | None, bool] | None = None) -> Find
         return Finding(True, f"torch {version}：CPU 版（课程用的就是它）")
     if gpu:
         return Finding(True, f"torch {version}：CUDA {cuda} 版，有可用的 GPU")
-    return Finding(False, f"torch {version} 是 CUDA {cuda} 版，但这台机器没有可用的 GPU"
-                   "（几 GB 的 CUDA 库用不上）",
-                   f"换成 CPU 版：.venv/bin/pip install --force-reinstall '{torch_pin()}' "
-                   f"--index-url {CPU_INDEX}（Linux；macOS/Windows 的 PyPI 版本来就是 CPU 版）。")
+    return Finding(True, f"torch {version} 是 CUDA {cuda} 版，这台机器没有可用的 GPU"
+                   "（能用，只是几 GB 的 CUDA 库用不上）", warning=True,
+                   fix="想省下磁盘可换成 CPU 版：.venv/bin/pip install --force-reinstall "
+                   f"'{torch_pin()}' --index-url {CPU_INDEX}"
+                   "（Linux；macOS/Windows 的 PyPI 版本来就是 CPU 版）。")
 
 
 def torch_pin() -> str:
@@ -185,7 +196,9 @@ def main(argv=None) -> int:
     for finding in findings:
         print(finding.render())
     bad = sum(not f.ok for f in findings)
-    print(f"\n{'一切正常' if not bad else f'{bad} 项需要修复'}（{len(findings)} 项检查）")
+    warned = sum(f.warning for f in findings)
+    verdict = f"{bad} 项需要修复" if bad else ("可以用，但请看 ⚠️ 那几项" if warned else "一切正常")
+    print(f"\n{verdict}（{len(findings)} 项检查）")
     return 0 if not bad else 1
 
 
