@@ -31,7 +31,7 @@ CELLS = [
     from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
     torch.manual_seed(0)
-    print("torch", torch.__version__)
+    print("torch", torch.__version__.split("+")[0])  # 不打印 +cpu / +cu130 这样的构建后缀：课程在哪个构建上结果都一样
     """),
     md("""
     这些超参数和 `DIYModel` 的构造参数一一对应，后面封装 `DIYForCausalLM` 时也用同一组。
