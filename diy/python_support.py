@@ -10,7 +10,7 @@ and imports only the standard library (importing the `diy` package would need to
 import sys
 
 # The pinned requirements (numpy 2.4, matplotlib 3.11, transformers 5.24) need Python >= 3.11;
-# 3.10 would need other pins and so other notebook outputs.
+# 3.10 would need a second set of older pins, and every notebook output proven on both sets.
 MINIMUM = (3, 11)
 # Versions on which `make test` was run green from a fresh clone (README, "支持的 Python").
 MEASURED = ((3, 11), (3, 12), (3, 13))
@@ -22,7 +22,8 @@ HOW_TO_GET_ONE = (
     "  · Ubuntu：   sudo add-apt-repository ppa:deadsnakes/ppa && sudo apt install python3.12 python3.12-venv，"
     "然后 make lab PYTHON=python3.12\n"
     "  · conda：    conda create -n diy python=3.12，conda activate diy，然后 make lab PYTHON=python\n"
-    "  · macOS / Windows：从 python.org 安装 3.12\n"
+    "  · macOS：    brew install python@3.12，然后 make lab PYTHON=python3.12（或从 python.org 安装）\n"
+    "  · Windows：  从 python.org 安装 3.12，再按 README「Windows（没有 make）」的命令\n"
     "换了 Python 之后先 make clean（删掉旧的 .venv）。"
 )
 
