@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 ifeq ($(shell uname -s),Linux)
 	$(BIN)/python -m pip install --quiet --timeout 10 --retries 0 \
 		--index-url $(TORCH_INDEX) "$(TORCH_PIN)" \
-	|| echo "提示：没能从 $(TORCH_INDEX) 安装 $(TORCH_PIN)（连不上，或那里没有这个 Python / 平台的文件），改从默认的包索引安装（Linux 上是约 5 GB 的 CUDA 版；见 README「安装」）"
+	|| echo "提示：没能从 $(TORCH_INDEX) 安装 $(TORCH_PIN)（连不上，或那里没有这个 Python / 平台的文件），改从默认的包索引安装（Linux 上是约 5 GB 的 CUDA 版，能用，只是大；见 README「安装的大小与 torch 的来源」）"
 endif
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
