@@ -73,17 +73,23 @@ STEPS = (
     )),
     Step(3, "第三步", "生成：KV cache 与采样", (
         Lesson("step3_1_kv_cache", "3.1", "贪心生成与 KV cache", "20～30",
-               "无缓存的贪心循环、prefill + 逐 token 解码、两者逐 id 相同、每个新 token 的耗时图", (
+               "无缓存的贪心循环、因果性为什么让缓存正确、prefill + 逐 token 解码、两者逐 id 相同、"
+               "每个新 token 的耗时图、什么随长度增长", (
                    Exercise("3.1a", "check_greedy_no_cache", ("greedy_no_cache",)),
                    Exercise("3.1b", "check_greedy_with_cache", ("greedy_with_cache",)),
                )),
-        Lesson("step3_2_sampling", "3.2", "采样：温度、top-k、top-p", "20～30",
-               "真实的下一个 token 分布、温度 / top-k / top-p 前后的分布图、可复现的 generator", (
-                   Exercise("3.2", "check_sample_next_token", ("sample_next_token",)),
+        Lesson("step3_2_sampling", "3.2", "采样：温度、top-k、top-p", "30～40",
+               "真实的下一个 token 分布、温度 / top-k / top-p 前后的分布图、自己写 top-p、"
+               "过滤的顺序为什么要紧、可复现的 generator", (
+                   Exercise("3.2a", "check_top_p", ("apply_top_p",)),
+                   Exercise("3.2b", "check_sample_next_token", ("sample_next_token",)),
                )),
-        Lesson("step3_3_generate", "3.3", "统一的 generate", "15～20",
-               "`generate`、`eos`、左 padding 的批量生成、流式输出、与 transformers 逐 id 相同", (
-                   Exercise("3.3", "check_left_pad", ("left_pad",)),
+        Lesson("step3_3_generate", "3.3", "统一的 generate", "25～30",
+               "`generate`、左 padding 与每行自己的位置编号、自己写一个小 generate（eos、批量）"
+               "并与 `generate` 逐 id 相同、重复惩罚、流式输出、与 transformers 逐 id 相同", (
+                   Exercise("3.3a", "check_left_pad", ("left_pad",)),
+                   Exercise("3.3b", "check_position_ids", ("position_ids_from_mask",)),
+                   Exercise("3.3c", "check_my_generate", ("my_generate",)),
                )),
     )),
 )

@@ -81,3 +81,42 @@ def course_model(progress: bool = False) -> DIYForCausalLM:
         model, _ = train_on_text(progress=progress)
         model.save_pretrained(folder)  # each file written atomically
     return model
+
+
+# Where lesson 2.3 saves the learner's model, relative to the notebook's folder.
+STEP2_CHECKPOINT = "checkpoints/step2"
+
+
+def step3_model(folder=STEP2_CHECKPOINT) -> tuple[DIYForCausalLM, str]:
+    """The model step 3 generates with, in eval mode, and a sentence saying which it is: the
+    learner's own, saved by lesson 2.3 into ``folder`` (``save_pretrained``), when it is there
+    and loads; else the course model. A checkpoint that does not load (half-written, another
+    vocabulary) falls back to the course model too, and the sentence says so."""
+    path = Path(folder)
+    if path.is_dir():
+        try:
+            model = DIYForCausalLM.from_pretrained(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: the course model
+            reason = f"{folder} 读不出来（{type(exc).__name__}）"
+        else:
+            if model.config.vocab_size == DIYConfig().vocab_size:
+                return model, f"你在 2.3 训练并保存的模型（{folder}）"
+            reason = f"{folder} 的词表大小是 {model.config.vocab_size}，不是课程分词器的"
+    else:
+        reason = f"没有找到 2.3 保存的 {folder}"
+    return course_model(), f"课程模型 course_model()（{reason}）"
+
+
+def tiny_gpt2(vocab_size: int = 6400, seed: int = 0):
+    """A small random GPT-2 from transformers (2 layers, 64 wide), in eval mode: a model with
+    *absolute* learned positions, for lesson 3.3 to set beside the course's RoPE model."""
+    import torch
+
+    from .hf import _transformers
+
+    transformers = _transformers()  # quiet import (no tqdm warning in notebooks)
+    config = transformers.GPT2Config(vocab_size=vocab_size, n_positions=128, n_embd=64,
+                                     n_layer=2, n_head=2, bos_token_id=1, eos_token_id=3)
+    with torch.random.fork_rng(devices=[]):  # the notebook's own random numbers stay as they were
+        torch.manual_seed(seed)
+        return transformers.GPT2LMHeadModel(config).eval()

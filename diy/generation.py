@@ -47,9 +47,9 @@ def apply_top_k(scores: torch.Tensor, top_k: int) -> torch.Tensor:
 
 
 def apply_top_p(scores: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities add up to more than
-    top_p (nucleus sampling); the token that crosses the threshold stays, and so does at
-    least one token. The rest -inf."""
+    """Keep the smallest set of most likely tokens whose probabilities add up to at least
+    top_p (nucleus sampling): the token whose probability makes the total reach top_p stays,
+    and so does at least one token. The rest -inf."""
     sorted_scores, order = torch.sort(scores, descending=False, dim=-1)  # (B, V) ascending
     cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)  # (B, V) from the least likely
     remove = cumulative <= 1 - top_p  # (B, V) the unlikely tail that adds up to <= 1 - top_p
@@ -98,6 +98,13 @@ def left_pad(prompts, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids, attention_mask
 
 
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Per-row positions (B, L) from a left-padding attention_mask (B, L): each row's first
+    real token is position 0, as when it is run alone; padding gets 0 (its output is never
+    read). The model computes the same inside its forward (diy/model.py)."""
+    return (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, L)
+
+
 def check_generate_args(config, input_ids, attention_mask, max_new_tokens, do_sample,
                         temperature, top_k, top_p, repetition_penalty, eos_token_id) -> None:
     """Every argument checked before the first forward pass."""
@@ -111,11 +118,18 @@ def check_generate_args(config, input_ids, attention_mask, max_new_tokens, do_sa
         _refuse(f"max_new_tokens={max_new_tokens!r} 不合法：它是要生成的 token 数。",
                 "用 0 或正整数。", "max_new_tokens must be a non-negative integer.")
     if L + max_new_tokens > config.max_seq_len:
+        # No sliding window (transformers refuses too): the cached keys carry their positions
+        # (RoPE), so dropping the oldest token would mean re-encoding every cached key at a new
+        # position, i.e. recomputing the whole context each step: 2.3's cropping loop.
         _refuse(f"提示词 {L} 个 token + 生成 {max_new_tokens} 个 = {L + max_new_tokens}，"
-                f"超过了 max_seq_len={config.max_seq_len}。",
-                f"把 max_new_tokens 调到 {max(config.max_seq_len - L, 0)} 以内，或缩短提示词。",
+                f"超过了 max_seq_len={config.max_seq_len}：模型只学过 0..{config.max_seq_len - 1} "
+                "这些位置，而缓存里的 key 带着各自的位置（RoPE），不能像 2.3 那样丢掉最前面的 "
+                "token 接着生成（那要把整个缓存按新位置重算一遍，等于不用缓存）。",
+                f"把 max_new_tokens 调到 {max(config.max_seq_len - L, 0)} 以内、缩短提示词；"
+                "要写得更长，就用 2.3 那种每步裁剪上下文、不带缓存的循环。",
                 f"prompt + max_new_tokens = {L + max_new_tokens} exceeds "
-                f"max_seq_len={config.max_seq_len}.")
+                f"max_seq_len={config.max_seq_len}; no sliding window with a KV cache (cached keys "
+                "carry their RoPE positions), as in transformers.")
     if not isinstance(temperature, (int, float)) or math.isnan(temperature) or temperature < 0:
         _refuse(f"temperature={temperature!r} 不合法：它必须是 ≥ 0 的数。",
                 "常用 0.7～1.0；想要确定的输出就用 do_sample=False（贪心）。",

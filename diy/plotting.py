@@ -61,6 +61,35 @@ def zh_or_en(zh: str, en: str) -> str:
     return zh if chinese_font() is not None else en
 
 
+SYMBOLS = {"\n": "⏎", " ": "␣"}  # tokens a tick would show as nothing
+
+
+def token_tick(token: str, token_id: int) -> str:
+    """A token as a tick label: ⏎ for the newline and ␣ for a space, the character itself
+    where a font can draw it, else its id."""
+    if token in SYMBOLS:
+        return SYMBOLS[token]
+    if token.isascii() and token.isprintable():
+        return token
+    return token if chinese_font() is not None else str(token_id)
+
+
+def set_token_ticks(ax, labels, fontsize: float = 9) -> None:
+    """One x tick per token, labelled with ``token_tick`` texts. ⏎ and ␣ are drawn with
+    matplotlib's own DejaVu Sans: CJK fonts often lack them (a "Glyph missing" warning)."""
+    ax.set_xticks(range(len(labels)), labels, fontsize=fontsize)
+    for label in ax.get_xticklabels():
+        if label.get_text() in SYMBOLS.values():
+            label.set_fontfamily("DejaVu Sans")
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Whole-number ticks only (steps, token positions): no 2.5th step."""
+    from matplotlib.ticker import MaxNLocator
+
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_loss_curve(history, ax=None, vocab_size: int = 6400):
     """The loss of every training step and the eval loss, on a log scale, with the ln(V)
     line where a model that guesses uniformly starts. Returns the figure."""
@@ -82,6 +111,7 @@ def plot_loss_curve(history, ax=None, vocab_size: int = 6400):
     ax.set_xlabel(zh_or_en("步数", "step"))
     ax.set_ylabel(zh_or_en("loss（对数刻度）", "loss (log scale)"))
     ax.set_title(zh_or_en("训练曲线", "Training curve"))
+    integer_ticks(ax)
     ax.legend(loc="upper right", fontsize=8)
     ax.figure.tight_layout()
     return ax.figure

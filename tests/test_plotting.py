@@ -85,3 +85,31 @@ def test_a_real_cjk_font_draws_chinese_without_warnings():
         pytest.skip("no CJK font installed on this machine")
     assert plotting.zh_or_en("中文", "English") == "中文"
     assert render("每个位置的 loss；灰色 = padding −1") == []
+
+
+def test_token_ticks_show_the_newline_and_space_and_draw_without_warnings(monkeypatch):
+    monkeypatch.setattr(plotting, "find_cjk_font",
+                        lambda candidates=("No Such Font SC",): None)
+    labels = [plotting.token_tick(t, i) for i, t in enumerate(["\n", " ", "a", "灯", "<eos>"])]
+    assert labels == ["⏎", "␣", "a", "3", "<eos>"]  # no Chinese font: the id, not a box
+    assert draw_token_ticks(labels) == []
+
+
+def draw_token_ticks(labels) -> list[str]:
+    fig, ax = plt.subplots()
+    ax.bar(range(len(labels)), range(len(labels)))
+    plotting.set_token_ticks(ax, labels)
+    plotting.integer_ticks(ax, "y")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+    return [str(w.message) for w in caught]
+
+
+def test_token_ticks_with_a_cjk_font_draw_the_newline_without_warnings():
+    if plotting.chinese_font() is None:
+        pytest.skip("no CJK font installed on this machine")
+    labels = [plotting.token_tick(t, i) for i, t in enumerate(["\n", " ", "灯", "，"])]
+    assert labels[:3] == ["⏎", "␣", "灯"]
+    assert draw_token_ticks(labels) == []

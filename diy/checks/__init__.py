@@ -13,7 +13,10 @@ from .generation import (
     check_greedy_no_cache,
     check_greedy_with_cache,
     check_left_pad,
+    check_my_generate,
+    check_position_ids,
     check_sample_next_token,
+    check_top_p,
 )
 from .greedy import check_greedy_continue
 from .lm_head import check_lm_head
@@ -24,7 +27,8 @@ from .training import check_evaluate, check_training_step
 __all__ = ["check_lm_head", "check_next_token_loss", "check_backward", "check_train_step",
            "check_causal_lm", "check_get_batch", "check_training_step", "check_evaluate",
            "check_greedy_continue", "check_greedy_no_cache", "check_greedy_with_cache",
-           "check_sample_next_token", "check_left_pad", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
+           "check_top_p", "check_sample_next_token", "check_left_pad", "check_position_ids",
+           "check_my_generate", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
 
 
 def check_function(exercise_id: str):

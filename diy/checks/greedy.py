@@ -11,6 +11,7 @@ import torch
 from ..causal_lm import DIYForCausalLM
 from ..config import DIYConfig
 from ..errors import DIYInputError
+from .contract import check_grad_mode, guarded, is_long_tensor
 from .report import Failed, call_learner, run_check
 
 EXERCISE = "2.3"
@@ -74,9 +75,11 @@ def check_greedy_continue(greedy_continue):
 
 
 def check_greedy_loop(greedy_continue, exercise: str, name: str, config: DIYConfig,
-                      first_case: str, reference):
-    """The checks shared by 2.3 (with cropping) and 3.1a (without a cache, within max_seq_len)."""
+                      first_case: str, reference, diagnose=diagnose_greedy):
+    """The checks shared by 2.3 (with cropping) and 3.1a (without a cache, within max_seq_len;
+    its own ``diagnose``, since there a too-long sequence is not a missing crop)."""
 
+    @guarded
     def body() -> str:
         for batch, length, new in ((1, 5, 15), (2, 3, 4)):
             torch.manual_seed(0)
@@ -88,8 +91,9 @@ def check_greedy_loop(greedy_continue, exercise: str, name: str, config: DIYConf
             for seed in (1, 2):
                 model.train()
                 torch.manual_seed(seed)  # different dropout masks if dropout were on
-                out = call_learner(greedy_continue, model, prompt.clone(), new,
-                                   name=name, diagnose=diagnose_greedy)
+                with check_grad_mode(name):
+                    out = call_learner(greedy_continue, model, prompt.clone(), new,
+                                       name=name, diagnose=diagnose)
                 outputs.append(out)
             out = outputs[0]
             if not isinstance(out, torch.Tensor):
@@ -100,6 +104,10 @@ def check_greedy_loop(greedy_continue, exercise: str, name: str, config: DIYConf
                              f"{tuple(out.shape)}，应为 {(batch, length + new)}。",
                              "循环 max_new_tokens 次，每次在 dim=1 接上一个 (B, 1) 的新 token；"
                              "返回包括提示词在内的整段。")
+            if not is_long_tensor(out):
+                raise Failed(f"返回的 token id 的 dtype 是 {out.dtype}，应为 torch.long："
+                             "浮点数的 id 在 tokenizer.decode 和下一次前向时都会出错。",
+                             "argmax 本来就返回 long；不要 .float()，拼接的两边都用 long。")
             if not torch.equal(out[:, :length], before):
                 raise Failed("输出的开头不是原来的提示词。", "把新 token 接在 input_ids 后面，整段返回。")
             if not torch.equal(outputs[0], outputs[1]):

@@ -5,33 +5,45 @@ from tools.notebook_builder import check, code, exercise, md
 CELLS = [
     md("""
     **目标**：生成是「一次一个 token」的循环。先写最直接的版本（每一步把整段重新送进模型），
-    再写带 **KV cache** 的版本（提示词只算一次，之后每一步只送新 token），证明两者输出一模一样，并看到为什么缓存更快。
+    再写带 **KV cache** 的版本（提示词只算一次，之后每一步只送新 token），证明两者输出一模一样，并弄清楚缓存**为什么**是对的、
+    为什么更快、什么东西随长度增长。
 
     **学完后你能自测**：
     - [ ] 两种循环输出逐 id 相同；
-    - [ ] 说出缓存里每层存的是什么、形状 `(B, heads, 已有长度, head_dim)` 怎么随步数增长；
-    - [ ] 说出为什么带缓存时不能再把整段送进去；
-    - [ ] 从耗时图看出：不用缓存时每个新 token 越来越慢，用缓存时基本持平。
+    - [ ] 说出缓存为什么是对的：不是「K/V 只取决于 token 本身和它的位置」（第 0 层之后就不成立），而是**因果性**——
+      位置 t 的 K/V 只取决于位置 ≤ t 的那些 token；
+    - [ ] 说出缓存里每层存的是什么、形状 `(B, heads, 已有长度, head_dim)` 怎么随步数增长；为什么带缓存时不能再把整段送进去；
+    - [ ] 从耗时图看出：不用缓存时每个新 token 越来越慢，用缓存时基本持平；说出上下文很长时随长度增长的是什么；
+    - [ ] 说出 `generate` 为什么不能像 2.3 的循环那样裁剪上下文、一直写下去。
     """),
     md("""
-    ## 0. 准备：第二步训练好的模型
+    ## 0. 准备：你在第二步训练的模型
 
-    `course_model()` 就是第二步训练出的模型（第一次调用时训练约 13 秒并缓存，之后直接读取），已经是 eval 模式。
+    `step3_model()` 读回 2.3 用 `save_pretrained` 存下的 `checkpoints/step2`（相对于这个 notebook 所在的文件夹）；
+    没有这个文件夹（没跑过 2.3，或者在别的目录里打开）就用 `course_model()`——同样的配方训练出的课程模型。它会告诉你用的是哪一个。
+    两个模型背的是同一段短文，但权重不一定相同，所以下面生成的具体文字可能和别人的不一样；打印出来要对照的结论（True / False）两者都成立。
     """),
     code("""
+    # NBVAL_IGNORE_OUTPUT
     import time
 
     import matplotlib.pyplot as plt
     import torch
+    from matplotlib.ticker import MaxNLocator
 
     from diy import CharTokenizer, load_passage
     from diy.checks import check_greedy_no_cache, check_greedy_with_cache
-    from diy.course_model import course_model
+    from diy.course_model import step3_model
+    from diy.errors import DIYInputError
     from diy.plotting import zh_or_en
 
-    model = course_model()
+    model, which = step3_model()
+    print("这一节用的模型:", which)
+    """),
+    code("""
     tokenizer = CharTokenizer()
-    prompt_ids = torch.tensor([tokenizer.encode(load_passage()[:8])])  # (1, 8)
+    passage = load_passage()
+    prompt_ids = torch.tensor([tokenizer.encode(passage[:8])])  # (1, 8)
     print("prompt_ids.shape:", tuple(prompt_ids.shape), " 模型在 eval 模式:", not model.training)
     """),
     md("""
@@ -66,14 +78,49 @@ CELLS = [
     """),
     code("""
     no_cache_ids = greedy_no_cache(model, prompt_ids, 60)
-    print("形状:", tuple(no_cache_ids.shape))
-    print(tokenizer.decode(no_cache_ids[0]))
+    print("形状:", tuple(no_cache_ids.shape), " dtype:", no_cache_ids.dtype)
+    """),
+    code("""
+    # NBVAL_IGNORE_OUTPUT
+    print(tokenizer.decode(no_cache_ids[0]).replace("\\n", "⏎"))
     """),
     md("""
-    ## 2. 缓存里有什么？
+    ## 2. 为什么可以把 key / value 存起来？
 
-    看上面的循环：第 100 步送进去 107 个 token，其中前 106 个的 key 和 value 之前都已经算过（提示词的 8 个已经各算了 99 遍）——
-    它们只取决于这些 token 本身和它们的位置，新 token 不会改变它们（因果注意力里，前面的 token 看不到后面的）。
+    看上面的循环：第 100 步送进去 107 个 token，前 106 个的 key 和 value 之前都已经算过（提示词的 8 个已经各算了 99 遍），
+    而且每次算出来都一样。为什么一样？
+
+    一个常见的说法是「K/V 只取决于 token 本身和它的位置」。这只在**第 0 层**成立：第 0 层的输入就是 token 的 embedding，
+    再按位置旋转（RoPE）。从第 1 层起，一个 token 的输入是上一层注意力的输出，已经混进了**它前面所有 token** 的信息。
+    真正的原因是**因果性**：位置 t 的 K/V 只取决于位置 0..t 的 token（因果注意力里，前面的看不到后面的）。
+    生成只在右边追加 token，已有的前缀从不改变，所以前缀的 K/V 也从不改变——算一次、存下来就行。
+
+    **先猜一猜，再运行**：只改掉第 0 个 token，第 5 个位置在第 0 层的 K 会变吗？第 1 层呢？只改掉最后一个 token，前面 7 个位置的 K/V 呢？
+    """),
+    code("""
+    def keys_and_values(ids):
+        \"\"\"每层的 (k, v)，各 (1, heads, 8, head_dim)。\"\"\"
+        with torch.no_grad():
+            _, presents = model(ids, use_cache=True, is_training=False)
+        return presents
+
+
+    other = tokenizer.encode("灯")[0]
+    first_changed, last_changed = prompt_ids.clone(), prompt_ids.clone()
+    first_changed[0, 0] = other                                   # 只改第 0 个 token
+    last_changed[0, -1] = other                                   # 只改最后一个 token
+    base, changed_first, changed_last = map(keys_and_values, (prompt_ids, first_changed, last_changed))
+    for layer in range(len(base)):
+        same = torch.allclose(base[layer][0][:, :, 5], changed_first[layer][0][:, :, 5], atol=1e-6)
+        print(f"只改第 0 个 token：第 {layer} 层、第 5 个位置的 K 不变: {same}")
+    prefix_same = all(torch.allclose(base[layer][i][:, :, :7], changed_last[layer][i][:, :, :7], atol=1e-6)
+                      for layer in range(len(base)) for i in (0, 1))
+    print("只改最后一个 token：每一层前 7 个位置的 K 和 V 都不变:", prefix_same)
+    """),
+    md("""
+    第 1 层的 K 变了：它不只取决于「这个 token 和它的位置」。但改后面的 token，前面位置的 K/V 一点都不动——这就是缓存成立的原因。
+    （反过来，如果模型能「往后看」，比如 BERT 那样的双向注意力，每接一个新 token，前面所有的 K/V 都要重算，缓存就不成立了。）
+
     **KV cache** 就是把每一层的 key、value 存下来：
 
     - **prefill**：第一次把整段提示词送进去，`model(ids, use_cache=True, is_training=False)` 返回 `(logits, presents)`
@@ -98,19 +145,21 @@ CELLS = [
 
     ## 3. ✏️ 练习 3.1b：带缓存的贪心循环
 
-    ```
-    model.eval()
-    logits, past = model(input_ids, use_cache=True, is_training=False)       # prefill：整段提示词，只这一次
-    重复 max_new_tokens 次：
-        next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)              # (B, 1)
-        input_ids = torch.cat([input_ids, next_id], dim=1)
-        logits, past = model(next_id, past_key_values=past, use_cache=True, is_training=False)   # 只送新 token
-    return input_ids
-    ```
+    `greedy_with_cache(model, input_ids, max_new_tokens)`：输入 `(B, L)`，返回 `(B, L + max_new_tokens)`，和 3.1a 的结果**逐 id 相同**。要满足：
 
-    - 有了 `past` 之后**只送新 token**：再送整段的话，前面 token 的 key/value 会在缓存里出现两次，位置也接错了；
-    - 每一步都用**这一步返回的** `past` 替换旧的：缓存要随步数增长；
-    - （最后一步多算了一次前向，结果用不上；简单起见保留它。）
+    - 提示词只送进模型**一次**（prefill，此时还没有缓存）；
+    - 之后每一次调用只送 `(B, 1)` 的新 token，并带上**上一步返回的**缓存：各次调用看到的缓存长度是 L、L+1、L+2……；
+    - eval 模式、不求梯度；返回的 id 是 `torch.long`。
+
+    **先猜一猜**：生成 `max_new_tokens = n` 个 token，你的循环一共调用模型几次？如果第二次调用又送了整段，缓存长度和位置会变成什么样？
+
+    可参考的代码片段（只作提示，空白处自己填）：
+    ```
+    logits, past = model(____, use_cache=True, is_training=False)     # prefill
+    ……
+        logits, past = model(____, past_key_values=____, use_cache=True, is_training=False)
+    ```
+    （3.3 会见到一种预先分配好的缓存 `diy.kv_cache.PreallocatedKV`，用它写这个循环也可以。）
     """),
     exercise(
         solution="""
@@ -131,7 +180,7 @@ CELLS = [
         # ✏️ 练习 3.1b
         def greedy_with_cache(model, input_ids, max_new_tokens):
             \"\"\"prefill 一次，之后每步只送新 token 和 past_key_values。\"\"\"
-            raise NotImplementedError("✏️ prefill → 循环：argmax → 拼接 → 只送新 token + past")
+            raise NotImplementedError("✏️ prefill → 循环：选出新 token → 拼接 → 只送新 token + past")
         """,
     ),
     check("""
@@ -147,20 +196,21 @@ CELLS = [
     ## 4. 为什么更快：每个新 token 的耗时
 
     给两种循环的每一步单独计时，生成 110 个 token。不用缓存时，第 t 步要把 8 + t 个 token 全部重算一遍；
-    用缓存时每一步只算 1 个 token（注意力要读的缓存变长了，但那部分很便宜）。
-    计时每次运行都不一样，所以自动测试不比较这一格的输出，结论在下一格打印。
+    用缓存时每一步只送 1 个 token。机器上别的程序会随时抢走 CPU，单次计时里的尖刺是它们造成的，不是模型：
+    所以整段重复 3 遍，每一步取**最短**的那次（最接近这一步本身的耗时）。计时每次运行都不一样，自动测试不比较这一格的输出，结论在下一格打印。
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
-    def time_each_token(step_fn, new_tokens=110):
-        times = []
+    def time_each_token(step_fn, new_tokens=110, repeats=3):
+        best = [float("inf")] * new_tokens
         with torch.no_grad():
-            state = step_fn(None)
-            for _ in range(new_tokens):
-                start = time.perf_counter()
-                state = step_fn(state)
-                times.append((time.perf_counter() - start) * 1000)    # 毫秒
-        return times
+            for _ in range(repeats):
+                state = step_fn(None)
+                for t in range(new_tokens):
+                    start = time.perf_counter()
+                    state = step_fn(state)
+                    best[t] = min(best[t], (time.perf_counter() - start) * 1000)    # 毫秒
+        return best
 
 
     def no_cache_step(ids):
@@ -193,26 +243,68 @@ CELLS = [
     """),
     code("""
     fig, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(no_cache_ms, label=zh_or_en("不用缓存（整段重算）", "no cache (whole sequence)"))
-    ax.plot(cache_ms, label=zh_or_en("KV cache（只算新 token）", "KV cache (new token only)"))
-    ax.set_xlabel(zh_or_en("第 t 个新 token", "new token t"))
-    ax.set_ylabel(zh_or_en("这一步的耗时（毫秒）", "time of this step (ms)"))
+    steps = range(1, len(no_cache_ms) + 1)
+    ax.plot(steps, no_cache_ms, label=zh_or_en("不用缓存（整段重算）", "no cache (whole sequence)"))
+    ax.plot(steps, cache_ms, label=zh_or_en("KV cache（只算新 token）", "KV cache (new token only)"))
+    ax.set_xlabel(zh_or_en("第 t 个新 token（step）", "new token t (step)"), fontsize=10)
+    ax.set_ylabel(zh_or_en("这一步的耗时（毫秒，3 次中最短）", "time of this step (ms, best of 3)"), fontsize=10)
     ax.set_title(zh_or_en("每生成一个 token 要多久", "Time per generated token"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize=9)
     ax.set_ylim(bottom=0)
-    ax.legend()
+    ax.legend(fontsize=9)
     plt.show()
     """),
     md("""
-    不用缓存的曲线随位置上升（要重算的 token 越来越多）；缓存的曲线几乎是平的。这个小模型、短序列上差距是几倍；
-    大模型、长上下文上差距是几十上百倍——所有实际的 LLM 推理都用 KV cache。代价是内存：缓存大小 =
-    层数 × 2 × batch × 头数 × 长度 × head_dim 个浮点数；这个模型生成到 128 个 token 时是 2 × 2 × 1 × 4 × 128 × 64 = 131,072 个（512 KB）。
+    不用缓存的曲线随位置上升（要重算的 token 越来越多）；缓存的曲线在这里几乎是平的。但「读缓存几乎不花时间」只在**短**上下文里成立。
+    每生成一个 token，有的工作量是固定的（q/k/v/o 投影、MLP、`lm_head`：和已有多长无关），有的随已有长度 t 增长：
+    新 token 的 query 要和缓存里 t 个 key 做点积，再对 t 个 value 加权求和，每层都要把整个缓存读一遍；缓存本身的内存也随 t 线性增长。
+    下面按这个模型的形状算一算（假设它能处理更长的上下文）：
+    """),
+    code("""
+    config = model.config
+    C, F, V, n_layers = config.hidden_size, config.intermediate_size, config.vocab_size, config.num_layers
+    fixed = n_layers * (4 * C * C + 3 * C * F) + C * V            # 每个新 token 的乘加数：投影、MLP、lm_head
+    for t in (128, 4096, 32768):
+        attention = n_layers * 2 * t * C                          # q·K（t 个 key）和 权重·V（t 个 value）
+        cache_bytes = n_layers * 2 * t * C * 4                    # 每层 k、v 各 (1, heads, t, head_dim)，float32
+        print(f"已有 {t:>6} 个 token：注意力占每步计算的 {attention / (attention + fixed):5.1%}，"
+              f"缓存 {cache_bytes / 2**20:7.1f} MiB")
+    # 对照：Llama-2-7B 的形状（32 层、4096 维，float16 每个数 2 字节），一条 4096 个 token 的序列
+    print(f"Llama-2-7B、4096 个 token 的缓存: {32 * 2 * 4096 * 4096 * 2 / 2**30:.1f} GiB")
+    """),
+    md("""
+    在 128 个 token 以内，注意力不到每步计算的十分之一，所以上面的曲线是平的；到几千、几万个 token，它就成了大头，
+    而且每一步都要把越来越大的缓存从内存里读一遍——长上下文推理慢，主要慢在这里（大模型更明显：上面最后一行，
+    一条 4096 个 token 的序列，缓存就有 2 GiB）。缓存省掉的是**重算**，省不掉**读**。
+
+    ## 5. 为什么 `generate` 到 `max_seq_len` 就停
+
+    2.3 的 `greedy_continue` 每一步只送最后 `max_seq_len` 个 token，可以一直写下去；3.3 的 `generate` 却拒绝「提示词 + 新 token」超过
+    `max_seq_len`。原因在缓存：缓存里的 key 已经按各自的位置旋转过（RoPE）。裁掉最前面的 token 之后，剩下的每个 token 位置都往前挪了一格，
+    它们的 key 都得按新位置重算——也就是每一步重算整段，等于不用缓存。看一眼同一个 token 在两个位置上的 key：
+    """),
+    code("""
+    whole = keys_and_values(prompt_ids)                # 8 个 token，最后一个在位置 7
+    cropped = keys_and_values(prompt_ids[:, 1:])       # 去掉第一个：同一个 token 现在在位置 6
+    print("同一个 token 在位置 7 和位置 6 的 K 相同:", torch.allclose(whole[0][0][:, :, 7], cropped[0][0][:, :, 6], atol=1e-4))
+    try:
+        model.generate(prompt_ids, max_new_tokens=model.config.max_seq_len)
+    except DIYInputError as error:
+        print("generate 拒绝了:", error.problem)
+    """),
+    md("""
+    所以 `generate` 和 transformers 一样，到 `max_seq_len` 就停下并说明原因；要写得更长，就用 2.3 那种每步裁剪、不带缓存的循环
+    （或者换一个 `max_seq_len` 更大的模型）。
 
     ## 小结
 
     你现在能：
     - 写出不用缓存和带缓存的贪心循环，并证明它们逐 id 相同（缓存只是优化，不改变结果）；
-    - 说出 `presents` / `past_key_values` 里存的是每层的 k、v，形状 `(B, heads, 已有长度, head_dim)`，每步长 1；
-    - 解释为什么有了缓存就只能送新 token；从耗时图读出缓存为什么快。
+    - 用因果性解释缓存为什么正确（第 1 层起 K/V 依赖整个前缀，但从不依赖后面的 token）；
+    - 说出 `presents` / `past_key_values` 里存的是每层的 k、v，形状 `(B, heads, 已有长度, head_dim)`，每步长 1；为什么有了缓存就只能送新 token；
+    - 从耗时图读出缓存为什么快，并说出长上下文里随长度增长的是什么（注意力读缓存的计算和缓存的内存）；
+    - 说出 `generate` 为什么不能裁剪上下文继续写。
 
     **下一节 3.2**：贪心总是选概率最大的那个；采样让输出有变化——温度、top-k、top-p 三个旋钮。
     """),
