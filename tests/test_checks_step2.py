@@ -10,10 +10,13 @@ from diy.checks import (
     check_evaluate,
     check_get_batch,
     check_greedy_continue,
+    check_train_loop,
     check_training_step,
 )
 from diy.checks.greedy import reference_greedy_continue
+from diy.checks.training import LOOP_MISTAKES, reference_loop_variant, reference_train_loop
 from diy.data import get_batch as reference_get_batch
+from diy.training import History
 from diy.training import evaluate as reference_evaluate
 from diy.training import train_step as reference_train_step
 from tests.check_helpers import assert_caught, placeholder, verdict
@@ -30,6 +33,7 @@ def passes(capsys, returned, learner, exercise):
     (check_get_batch, reference_get_batch, "2.1"),
     (check_training_step, reference_train_step, "2.2a"),
     (check_evaluate, reference_evaluate, "2.2b"),
+    (check_train_loop, reference_train_loop, "2.2c"),
     (check_greedy_continue, reference_greedy_continue, "2.3"),
 ])
 def test_reference_passes_placeholder_waits(capsys, check, reference, exercise):
@@ -41,6 +45,7 @@ def test_reference_passes_placeholder_waits(capsys, check, reference, exercise):
 @pytest.mark.parametrize("check, reference", [
     (check_get_batch, reference_get_batch), (check_training_step, reference_train_step),
     (check_evaluate, reference_evaluate), (check_greedy_continue, reference_greedy_continue),
+    (check_train_loop, reference_train_loop),
 ])
 def test_checks_leave_the_notebooks_random_numbers_alone(capsys, check, reference):
     torch.manual_seed(123)
@@ -277,3 +282,315 @@ def test_greedy_that_crops_to_a_hard_coded_length(capsys):
 
     assert_caught(capsys, check_greedy_continue(crops_to_128), reference_greedy_continue, "2.3",
                   "写死")
+
+
+# ------------------------------------------------- issue 15: one case per kind of check gap
+
+def reseeding_get_batch(tokens, batch_size, seq_len, generator=None):
+    fresh = torch.Generator().manual_seed(generator.initial_seed())  # starts over every call
+    return reference_get_batch(tokens, batch_size, seq_len, fresh)
+
+
+def global_seed_get_batch(tokens, batch_size, seq_len, generator=None):
+    torch.manual_seed(generator.initial_seed())  # the global RNG, re-seeded
+    starts = torch.randint(0, len(tokens) - seq_len + 1, (batch_size,))
+    return torch.stack([tokens[s:s + seq_len] for s in starts])
+
+
+def one_start_get_batch(tokens, batch_size, seq_len, generator=None):
+    start = torch.randint(0, len(tokens) - seq_len + 1, (1,), generator=generator)
+    return torch.stack([tokens[start:start + seq_len]] * batch_size)  # every row the same
+
+
+def positional_generator_get_batch(tokens, batch_size, seq_len, generator=None):
+    starts = torch.randint(0, len(tokens) - seq_len + 1, (batch_size,), generator)
+    return torch.stack([tokens[s:s + seq_len] for s in starts])
+
+
+def int_size_get_batch(tokens, batch_size, seq_len, generator=None):
+    starts = torch.randint(0, len(tokens) - seq_len + 1, batch_size, generator=generator)
+    return torch.stack([tokens[s:s + seq_len] for s in starts])
+
+
+def tensor_of_tensors_get_batch(tokens, batch_size, seq_len, generator=None):
+    starts = torch.randint(0, len(tokens) - seq_len + 1, (batch_size,), generator=generator)
+    return torch.tensor([tokens[s:s + seq_len] for s in starts])
+
+
+GET_BATCH_GAPS = {
+    "re-seeds from the generator's seed": (reseeding_get_batch, "重新开始"),
+    "re-seeds the global RNG": (global_seed_get_batch, "全局随机数"),
+    "every row the same": (one_start_get_batch, "每一行都一模一样"),
+    "generator passed positionally": (positional_generator_get_batch, "关键字"),
+    "size not a tuple": (int_size_get_batch, "不是元组"),
+    "torch.tensor of tensors": (tensor_of_tensors_get_batch, "torch.stack"),
+    "int32 ids": (lambda t, b, L, g=None: reference_get_batch(t, b, L, g).int(), "torch.long"),
+    "returns None": (lambda t, b, L, g=None: None, "None"),
+    "returns nested lists": (lambda t, b, L, g=None: reference_get_batch(t, b, L, g).tolist(),
+                             "张量"),
+    "returns a 1-D tensor": (lambda t, b, L, g=None: reference_get_batch(t, b, L, g)[0], "形状"),
+    "returns a string": (lambda t, b, L, g=None: "batch", "张量"),
+}
+
+
+@pytest.mark.parametrize("mistake", GET_BATCH_GAPS)
+def test_get_batch_gaps(capsys, mistake):
+    learner, words = GET_BATCH_GAPS[mistake]
+    assert_caught(capsys, check_get_batch(learner), reference_get_batch, "2.1", words)
+
+
+def forward_called_directly(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    loss = causal_lm_loss(model.forward(input_ids), input_ids)  # no hooks run: still a call
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def numpy_loss_step(model, optimizer, input_ids, max_grad_norm=1.0):
+    import numpy as np
+
+    return np.float32(reference_train_step(model, optimizer, input_ids, max_grad_norm))
+
+
+def test_train_step_correct_alternatives_pass(capsys):
+    for learner in (forward_called_directly, numpy_loss_step):
+        passes(capsys, check_training_step(learner), learner, "2.2a")
+
+
+def zero_grad_between(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    loss = causal_lm_loss(model(input_ids), input_ids)
+    loss.backward()
+    optimizer.zero_grad()  # between backward and step: step sees no gradient
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def zero_grad_without_parentheses(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    loss = causal_lm_loss(model(input_ids), input_ids)
+    optimizer.zero_grad  # noqa: B018 - the slip under test
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def train_after_forward(model, optimizer, input_ids, max_grad_norm=1.0):
+    logits = model(input_ids)
+    model.train()  # too late: the forward ran in the mode the model was in
+    loss = causal_lm_loss(logits, input_ids)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def grad_left_off_step(model, optimizer, input_ids, max_grad_norm=1.0):
+    loss = reference_train_step(model, optimizer, input_ids, max_grad_norm)
+    torch.set_grad_enabled(False)  # breaks every later training cell
+    return loss
+
+
+def parameters_without_parentheses(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    loss = causal_lm_loss(model(input_ids), input_ids)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters, max_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def logits_attribute(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    loss = causal_lm_loss(model(input_ids).logits, input_ids)
+    return loss.item()
+
+
+def labels_keyword(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    return model(input_ids, labels=input_ids).item()
+
+
+TRAIN_STEP_GAPS = {
+    "zero_grad between backward and step": (zero_grad_between, "backward() 和 step() 之间"),
+    "optimizer.zero_grad without ()": (zero_grad_without_parentheses, "optimizer.zero_grad()"),
+    "train() after the forward": (train_after_forward, "之后才调用"),
+    "grad mode left off": (grad_left_off_step, "梯度计算被关掉"),
+    "model.parameters without ()": (parameters_without_parentheses, "model.parameters()"),
+    ".logits on a tensor": (logits_attribute, ".logits"),
+    "labels= keyword": (labels_keyword, "labels"),
+    "returns None": (lambda m, o, ids, n=1.0: None, "浮点数"),
+    "returns a string": (lambda m, o, ids, n=1.0: "0.5", "浮点数"),
+}
+
+
+@pytest.mark.parametrize("mistake", TRAIN_STEP_GAPS)
+def test_train_step_gaps(capsys, mistake):
+    learner, words = TRAIN_STEP_GAPS[mistake]
+    assert_caught(capsys, check_training_step(learner), reference_train_step, "2.2a", words)
+    assert torch.is_grad_enabled()  # the check put grad mode back
+
+
+def evaluate_forward_directly(model, input_ids, labels):
+    model.eval()
+    with torch.no_grad():
+        loss = causal_lm_loss(model.forward(input_ids), labels)
+    model.train()
+    return loss.item()
+
+
+def evaluate_backbone_eval(model, input_ids, labels):
+    model.model.eval()  # every dropout lives in the backbone: dropout is off
+    with torch.no_grad():
+        loss = causal_lm_loss(model(input_ids), labels)
+    model.train()
+    return loss.item()
+
+
+@torch.no_grad()
+def evaluate_decorated(model, input_ids, labels):
+    model.eval()
+    loss = causal_lm_loss(model(input_ids), labels).item()
+    model.train()
+    return loss
+
+
+def test_evaluate_correct_alternatives_pass(capsys):
+    for learner in (evaluate_forward_directly, evaluate_backbone_eval, evaluate_decorated):
+        passes(capsys, check_evaluate(learner), learner, "2.2b")
+
+
+def evaluate_grad_left_off(model, input_ids, labels):
+    model.eval()
+    torch.set_grad_enabled(False)
+    loss = causal_lm_loss(model(input_ids), labels)
+    model.train()
+    return loss.item()
+
+
+def evaluate_eval_after_forward(model, input_ids, labels):
+    with torch.no_grad():
+        loss = causal_lm_loss(model(input_ids), labels)
+    model.eval()
+    model.train()
+    return loss.item()
+
+
+def evaluate_eval_without_parentheses(model, input_ids, labels):
+    model.eval  # noqa: B018 - the slip under test
+    with torch.no_grad():
+        loss = causal_lm_loss(model(input_ids), labels)
+    model.train()
+    return loss.item()
+
+
+def evaluate_no_grad_without_parentheses(model, input_ids, labels):
+    model.eval()
+    with torch.no_grad:
+        loss = causal_lm_loss(model(input_ids), labels)
+    model.train()
+    return loss.item()
+
+
+EVALUATE_GAPS = {
+    "grad mode left off": (evaluate_grad_left_off, "梯度计算被关掉"),
+    "eval() after the forward": (evaluate_eval_after_forward, "之后才调用"),
+    "model.eval without ()": (evaluate_eval_without_parentheses, "model.eval()"),
+    "with torch.no_grad:": (evaluate_no_grad_without_parentheses, "少了括号"),
+    "returns None": (lambda m, ids, labels: None, "浮点数"),
+}
+
+
+@pytest.mark.parametrize("mistake", EVALUATE_GAPS)
+def test_evaluate_gaps(capsys, mistake):
+    learner, words = EVALUATE_GAPS[mistake]
+    assert_caught(capsys, check_evaluate(learner), reference_evaluate, "2.2b", words)
+    assert torch.is_grad_enabled()
+
+
+# ------------------------------------------------------------------------ 2.2c train_loop
+
+def test_train_loop_reference_passes_placeholder_waits(capsys):
+    passes(capsys, check_train_loop(reference_train_loop), reference_train_loop, "2.2c")
+    assert check_train_loop(placeholder) is reference_train_loop
+    assert verdict(capsys).startswith("⏳ 练习 2.2c 待完成")
+
+
+def loop_with(*, first=1, last_eval=True, every_step=False, tensors=False, eval_at_end=False,
+              grad_off=False, as_dict=False):
+    def train_loop(model, tokens, eval_ids, eval_labels, config):
+        generator = torch.Generator().manual_seed(config.seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+        history = History()
+        for step in range(first, config.steps + first):
+            input_ids = reference_get_batch(tokens, config.batch_size, config.seq_len, generator)
+            loss = reference_train_step(model, optimizer, input_ids, config.max_grad_norm)
+            history.step.append(step)
+            history.train_loss.append(torch.tensor(loss) if tensors else loss)
+            if every_step or step % config.eval_every == 0 or (last_eval and step == config.steps):
+                history.eval_step.append(step)
+                history.eval_loss.append(reference_evaluate(model, eval_ids, eval_labels))
+        if eval_at_end:
+            model.eval()
+        if grad_off:
+            torch.set_grad_enabled(False)
+        return history.to_dict() if as_dict else history
+    return train_loop
+
+
+def test_train_loop_correct_alternatives_pass(capsys):
+    learner = loop_with(as_dict=True)  # a dict with History's four lists is fine too
+    passes(capsys, check_train_loop(learner), learner, "2.2c")
+
+
+def test_train_loop_uses_the_course_functions_not_the_learners_earlier_code(capsys):
+    """The loop reads get_batch / train_step / evaluate from its notebook; the check compares the
+    loop alone, so an earlier exercise's different-but-accepted code does not fail it."""
+    namespace = {}
+    exec("def train_loop(model, tokens, eval_ids, eval_labels, config):\n"
+         "    generator = torch.Generator().manual_seed(config.seed)\n"
+         "    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)\n"
+         "    history = History()\n"
+         "    for step in range(1, config.steps + 1):\n"
+         "        loss = train_step(model, optimizer, get_batch(tokens, config.batch_size,\n"
+         "                          config.seq_len, generator), config.max_grad_norm)\n"
+         "        history.step.append(step)\n"
+         "        history.train_loss.append(loss)\n"
+         "        if step % config.eval_every == 0 or step == config.steps:\n"
+         "            history.eval_step.append(step)\n"
+         "            history.eval_loss.append(evaluate(model, eval_ids, eval_labels))\n"
+         "    return history\n",
+         {"torch": torch, "History": History, "__builtins__": __builtins__}, namespace)
+    learner = namespace["train_loop"]
+    learner.__globals__.update(get_batch=nanogpt_get_batch, train_step=zero_grad_at_the_end,
+                               evaluate=evaluate_restoring_the_mode)
+    passes(capsys, check_train_loop(learner), learner, "2.2c")
+    assert learner.__globals__["get_batch"] is nanogpt_get_batch  # put back afterwards
+
+
+TRAIN_LOOP_GAPS = {
+    "steps counted from 0": (loop_with(first=0), "从 0 开始"),
+    "no evaluation at the last step": (loop_with(last_eval=False), "最后一步没有评估"),
+    "evaluates every step": (loop_with(every_step=True), "评估的步数"),
+    "stores tensors": (loop_with(tensors=True), "张量"),
+    "leaves the model in eval mode": (loop_with(eval_at_end=True), "eval 模式"),
+    "leaves grad mode off": (loop_with(grad_off=True), "梯度计算被关掉"),
+    "returns None": (lambda *args: None, "None"),
+    "returns a list": (lambda *args: [1.0, 2.0], "History"),
+    **{f"variant: {mistake}": ((lambda *args, m=mistake: reference_loop_variant(*args, mistake=m)),
+                               hint[0][:8]) for mistake, hint in LOOP_MISTAKES.items()},
+}
+
+
+@pytest.mark.parametrize("mistake", TRAIN_LOOP_GAPS)
+def test_train_loop_gaps(capsys, mistake):
+    learner, words = TRAIN_LOOP_GAPS[mistake]
+    assert_caught(capsys, check_train_loop(learner), reference_train_loop, "2.2c", words)
+    assert torch.is_grad_enabled()

@@ -22,10 +22,11 @@ from .greedy import check_greedy_continue
 from .lm_head import check_lm_head
 from .loss import check_backward, check_next_token_loss, check_train_step
 from .report import FAIL, PASS, TODO, CheckResult
-from .training import check_evaluate, check_training_step
+from .training import check_evaluate, check_train_loop, check_training_step
 
 __all__ = ["check_lm_head", "check_next_token_loss", "check_backward", "check_train_step",
            "check_causal_lm", "check_get_batch", "check_training_step", "check_evaluate",
+           "check_train_loop",
            "check_greedy_continue", "check_greedy_no_cache", "check_greedy_with_cache",
            "check_top_p", "check_sample_next_token", "check_left_pad", "check_position_ids",
            "check_my_generate", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]

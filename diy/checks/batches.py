@@ -104,7 +104,13 @@ def check_get_batch(get_batch):
                 raise Failed("get_batch 修改了传进来的 tokens。", "只切片，不要原地改 tokens。")
             # the same generator seed: the same batch, whatever the global random state
             torch.manual_seed(1)
+            global_state = torch.random.get_rng_state()
             again, _ = call(get_batch, tokens, batch_size, seq_len, seed=0)
+            if not torch.equal(torch.random.get_rng_state(), global_state):
+                raise Failed("传了 generator，get_batch 却动了全局随机数（torch.manual_seed，"
+                             "或不带 generator= 的 torch.randint）：notebook 别处的随机数会跟着变。",
+                             "只从传进来的 generator 里取随机数：torch.randint(..., "
+                             "generator=generator)，函数里不要调用 torch.manual_seed。")
             if not torch.equal(windows, again):
                 raise Failed("同一个种子的 generator 两次取到的 batch 不一样："
                              "随机数没有从传进来的 generator 里取（用了全局随机数？）。",
@@ -114,6 +120,23 @@ def check_get_batch(get_batch):
                 raise Failed("换了 generator 的种子，batch 却一模一样：起点不是随机的。",
                              "用 torch.randint(0, len(tokens) - seq_len + 1, (batch_size,), "
                              "generator=generator) 随机取起点。")
+            if len({tuple(row.tolist()) for row in windows}) == 1:
+                raise Failed("batch 的每一行都一模一样：只取了一个随机起点，再复制了 batch_size 遍。",
+                             "一次取 batch_size 个起点：torch.randint(low, high, (batch_size,), "
+                             "generator=generator)，每个起点切一个窗口。")
+            # one generator used twice (as the training loop does): two different batches
+            generator = torch.Generator().manual_seed(0)
+            first = as_windows(call_learner(get_batch, tokens, batch_size, seq_len, generator,
+                                            name="get_batch", diagnose=diagnose_get_batch),
+                               "get_batch")[0]
+            second = as_windows(call_learner(get_batch, tokens, batch_size, seq_len, generator,
+                                             name="get_batch", diagnose=diagnose_get_batch),
+                                "get_batch")[0]
+            if torch.equal(first, second):
+                raise Failed("同一个 generator 连着用两次，取到的是同一个 batch：get_batch 每次都从种子"
+                             "重新开始（manual_seed / initial_seed）。训练循环每一步都会拿到同一个 batch。",
+                             "直接用传进来的 generator（torch.randint(..., generator=generator)），"
+                             "不要在函数里重新设种子：它的状态每取一次就往前走，下一次自然不同。")
         # every start can occur, the last one included (a window that ends at the text's end)
         tokens = torch.arange(1000, 1012)
         seq_len = 9
@@ -130,7 +153,8 @@ def check_get_batch(get_batch):
         note = ("（你返回的是 (x, y)：nanoGPT 的写法，也对。课程的约定是让 loss 错位，"
                 "后面的单元格用 x。）" if state["pair"] else "")
         return (f"(8, 128) 与 (6, 5) 两种尺寸下，每行都是文本里连续的一段，所有起点都可能取到，"
-                f"同一个 generator 种子给出同一个 batch。{note}")
+                f"同一个 generator 种子给出同一个 batch，同一个 generator 接着取给出新的 batch，"
+                f"全局随机数没被动过。{note}")
 
     result = run_check(EXERCISE, body, get_batch, reference_get_batch)
     if result is get_batch and state["pair"]:

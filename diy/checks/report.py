@@ -17,8 +17,10 @@ as one JSON line (this is how ``python -m diy.grade`` collects results).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -71,8 +73,11 @@ def run_check(exercise: str, body: Callable[[], str], learner, reference):
     """Run ``body`` (returns the pass message), print the verdict, return the code to use next.
 
     Random numbers drawn by the check do not disturb the notebook's: the global RNG is
-    restored afterwards, so the learner's later cells print the same values either way.
+    restored afterwards, so the learner's later cells print the same values either way. Grad
+    mode is restored too (learner code may switch it off), and a check never raises: anything
+    unexpected while inspecting what the learner's code returned becomes a ❌ with a hint.
     """
+    grad_enabled = torch.is_grad_enabled()
     with torch.random.fork_rng(devices=[]):
         try:
             result = CheckResult(exercise, PASS, body())
@@ -81,6 +86,12 @@ def run_check(exercise: str, body: Callable[[], str], learner, reference):
                                  "写完练习单元格后，先运行它，再运行本单元格。")
         except Failed as failed:
             result = CheckResult(exercise, FAIL, failed.problem, failed.fix)
+        except Exception as exc:  # noqa: BLE001 - a check must never raise
+            result = CheckResult(exercise, FAIL,
+                                 f"检查你的结果时遇到了意外的值（{first_line(exc)}）。",
+                                 "对照练习说明检查返回值：类型（张量、浮点数还是元组）、形状和 dtype。")
+        finally:
+            torch.set_grad_enabled(grad_enabled)
     report(result)
     return learner if result.passed else reference
 
@@ -126,10 +137,13 @@ def explain_exception(exc: Exception, name: str, diagnose: Callable | None) -> F
 
 
 def common_hint(exc: Exception):
-    """Hints for errors that learners meet in every exercise."""
+    """Hints for errors that learners meet in every exercise, common Python slips included."""
     text = str(exc)
     if isinstance(exc, DIYInputError):
         return f"DIYModel 拒绝了输入：{exc.problem}", exc.fix
+    for matches, hint in SLIPS:
+        if matches(exc, text):
+            return hint(text) if callable(hint) else hint
     if "view size is not compatible" in text:
         return ("对不连续（non-contiguous）的张量调用了 .view()：切片 logits[:, :-1] 在内存里不是连续的。",
                 "把 .view(...) 换成 .reshape(...)（或先 .contiguous() 再 .view）。")
@@ -147,6 +161,83 @@ def common_hint(exc: Exception):
         return ("同一个计算图被反向传播了两次。",
                 "每次 backward 之前都重新前向一次（在 train_step 里先前向、再 backward）。")
     return None
+
+
+def _randint_args(text: str) -> str:
+    """The argument types torch reports for a failed randint call: "(int, int, int)"."""
+    start = text.find("got (")
+    return text[start + 4:text.find(")", start) + 1] if start >= 0 else ""
+
+
+# Common Python slips, each (does this exception show it?, (problem, fix) or a function of the
+# message giving them). Checked in order.
+SLIPS = [
+    (lambda exc, text: isinstance(exc, (TypeError, AttributeError)) and (
+        "does not support the context manager protocol" in text or text == "__enter__"),
+     ("with 后面放的是函数或类本身，不是上下文管理器：多半是少了括号（with torch.no_grad:）。",
+      "加上括号：with torch.no_grad():（torch.inference_mode() 同理）。")),
+    (lambda exc, text: isinstance(exc, TypeError) and "randint() received an invalid" in text
+        and "Generator" in _randint_args(text) and "generator=" not in _randint_args(text),
+     ("generator 被当成位置参数传给了 torch.randint：它只能用关键字传。",
+      "torch.randint(low, high, (batch_size,), generator=generator)。")),
+    (lambda exc, text: isinstance(exc, TypeError) and "randint() received an invalid" in text
+        and "tuple" not in _randint_args(text),
+     ("torch.randint 的 size 不是元组：randint(low, high, n) 里的 n 必须写成 (n,)。",
+      "torch.randint(low, high, (batch_size,), generator=generator)——注意 (batch_size,) 的逗号。")),
+    (lambda exc, text: isinstance(exc, TypeError) and "'method' object is not iterable" in text,
+     ("把一个方法当成了可迭代对象：多半是 model.parameters 少了括号。",
+      "写成 model.parameters()（例如 clip_grad_norm_(model.parameters(), max_grad_norm)、"
+      "AdamW(model.parameters(), lr=...)）。")),
+    (lambda exc, text: isinstance(exc, AttributeError) and "'Tensor' object has no attribute "
+        "'logits'" in text,
+     ("对张量取了 .logits：课程的模型直接返回 logits 张量，不像 transformers 那样返回一个带 "
+      ".logits 的输出对象。", "logits = model(input_ids)，不要再 .logits。")),
+    (lambda exc, text: isinstance(exc, TypeError) and "unexpected keyword argument 'labels'"
+        in text,
+     ("给模型传了 labels=：课程的模型只算 logits，不像 transformers 那样顺便算 loss。",
+      "logits = model(input_ids)，再 loss = causal_lm_loss(logits, labels)。")),
+    (lambda exc, text: isinstance(exc, (TypeError, ValueError, RuntimeError)) and (
+        "only integer tensors of a single element can be converted to an index" in text
+        or "only one element tensors can be converted to Python scalars" in text),
+     ("torch.tensor(...) 收到了一个张量列表：torch.tensor 只能把数字（或数字的列表）变成张量。",
+      "把一列同样形状的张量叠起来用 torch.stack(列表)（沿新的第 0 维），"
+      "接在一起用 torch.cat(列表, dim=...)。")),
+    (lambda exc, text: isinstance(exc, ValueError) and "values to unpack" in text,
+     lambda text: (f"解包（a, b = ...）的个数不对（{text}）。如果解包的是 model(...) 的结果："
+                   "只有传了 use_cache=True，模型才返回 (logits, presents) 两个值，否则只返回 logits 一个张量。",
+                   "logits, presents = model(input_ids, use_cache=True)；"
+                   "不需要缓存就写 logits = model(input_ids)。")),
+    (lambda exc, text: isinstance(exc, RuntimeError) and "Sizes of tensors must match except in "
+        "dimension" in text,
+     lambda text: (f"torch.cat 拼接的维度不对（{text.split('.')[0]}）：除了拼接的那一维，"
+                   "其余维度必须一样大。",
+                   "新 token 接在每一行的末尾：torch.cat([input_ids, next_id], dim=1)，"
+                   "其中 input_ids 是 (B, L)、next_id 是 (B, 1)。")),
+]
+
+
+# A bare method reference on a line of its own (`model.eval`, `optimizer.zero_grad`): it names
+# the method without calling it, so nothing happens and nothing fails.
+_UNCALLED = re.compile(r"^\s*([A-Za-z_][\w.]*\.(eval|train|zero_grad|step|backward|item))\s*(#.*)?$",
+                       re.MULTILINE)
+
+
+def uncalled_methods(fn) -> list[str]:
+    """Statements in ``fn``'s source that name a method without calling it (``model.eval``)."""
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):  # no source (a lambda in a REPL, a builtin): nothing to say
+        return []
+    return [match.group(1) for match in _UNCALLED.finditer(source)]
+
+
+def uncalled_hint(fn):
+    """A Failed naming the first method that ``fn`` mentions without calling, or None."""
+    names = uncalled_methods(fn)
+    if not names:
+        return None
+    return Failed(f"{names[0]} 少了括号：这一行只是取到了这个方法，并没有调用它，所以什么都没发生。",
+                  f"写成 {names[0]}()。")
 
 
 def mistake_matcher(value: torch.Tensor, candidates: dict, atol: float = 1e-5):
