@@ -181,6 +181,26 @@ def check_backbone() -> Finding:
     return Finding(True, "DIYModel 前向一次：(2, 10) → (2, 10, 256)")
 
 
+def check_backbone_file(text: str) -> int:
+    """python -m diy.doctor --backbone FILE[:CLASS]: one line per item of the contract."""
+    from . import conformance
+    from .backbone import BackboneSpec
+
+    spec = BackboneSpec.parse(text)
+    print(f"diy.doctor --backbone · {spec}")
+    items = conformance.run(spec)
+    for item in items:
+        print(item.render())
+    failed = sum(item.required and not item.ok for item in items)
+    warned = sum(not item.required and not item.ok for item in items)
+    if failed:
+        print(f"\n{failed} 项必需的约定没有满足：改好之前，课程的第一～三步用不了这个骨干。")
+    else:
+        print("\n符合课程的约定：可以用 DIY_BACKBONE=" + text + " 运行第一～三步"
+              + (f"（{warned} 项可选功能用不了，见 ⚠️）" if warned else "") + "。")
+    return 1 if failed else 0
+
+
 def run(requirements: Path) -> list[Finding]:
     return [check_python(), *check_versions(requirements), check_torch_build(), *check_kernel(),
             check_backbone()]
@@ -190,7 +210,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diy.doctor",
                                      description="检查课程环境 / check the course environment")
     parser.add_argument("--requirements", type=Path, default=REPO_ROOT / "requirements.txt")
+    parser.add_argument("--backbone", metavar="FILE[:CLASS]",
+                        help="只检查你自己的骨干文件是否符合课程的约定 / check your own backbone "
+                             "file against the course's contract (class defaults to DIYModel)")
     args = parser.parse_args(argv)
+    if args.backbone:
+        return check_backbone_file(args.backbone)
     print(f"diy.doctor · {sys.executable}")
     findings = run(args.requirements)
     for finding in findings:

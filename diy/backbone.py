@@ -1,0 +1,126 @@
+"""A learner's own backbone file: ``DIY_BACKBONE=path/to/DIYModel.py[:ClassName]``.
+
+The course's study plan assumes the learner already wrote ``DIYModel.py``. This module loads
+such a file by path (no package, no sys.path edits), checks that it can be used at all and
+builds it with the seed's six positional arguments. Every way a file can be unusable (missing,
+syntax error, an exception while importing, no such class, a constructor that refuses the six
+arguments) becomes one DIYBackboneError naming the file and the fix — before any work is done.
+
+    spec = BackboneSpec.parse("my/DIYModel.py:MyModel")     # or from_env()
+    Model = spec.load()                                     # the class
+    backbone = spec.build(DIYConfig())                      # Model(6400, 2, 256, 4, 128, 0.1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .config import DIYConfig
+from .errors import DIYError
+
+ENV = "DIY_BACKBONE"
+DEFAULT_CLASS = "DIYModel"
+
+
+class DIYBackboneError(DIYError):
+    """A backbone file that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    path: Path  # absolute
+    class_name: str = DEFAULT_CLASS
+
+    @classmethod
+    def parse(cls, text: str) -> BackboneSpec:
+        """"path/to/file.py" or "path/to/file.py:ClassName" (a Windows drive letter is no class)."""
+        path, _, name = text.strip().rpartition(":")
+        if not path or not name.isidentifier():  # no class given, or "C:\\..." split wrongly
+            path, name = text.strip(), DEFAULT_CLASS
+        return cls(Path(path).expanduser().resolve(), name)
+
+    @classmethod
+    def from_env(cls) -> BackboneSpec | None:
+        text = os.environ.get(ENV, "").strip()
+        return cls.parse(text) if text else None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.class_name}"
+
+    def digest(self) -> str:
+        """The file's content hash: caches of models trained on this backbone are keyed on it."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+
+    def load(self) -> type:
+        """The backbone class, or a DIYBackboneError that names the file and the fix."""
+        if not self.path.is_file():
+            _fail(f"找不到骨干文件 {self.path}。",
+                  f"检查路径（相对路径从当前文件夹 {Path.cwd()} 算起），或写成绝对路径："
+                  f"{ENV}=/完整/路径/DIYModel.py。",
+                  f"backbone file {self.path} does not exist.")
+        module_name = f"diy_backbone_{self.digest()}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            module = _import_file(self.path, module_name)
+        found = getattr(module, self.class_name, None)
+        if not (inspect.isclass(found) and issubclass(found, nn.Module)):
+            classes = [name for name, value in vars(module).items()
+                       if inspect.isclass(value) and issubclass(value, nn.Module)
+                       and value.__module__ == module_name]
+            listed = "、".join(classes) or "没有"
+            _fail(f"{self.path.name} 里没有名为 {self.class_name} 的 nn.Module 类"
+                  f"（文件里的 nn.Module 类：{listed}）。",
+                  f"在路径后面写上类名：{ENV}={self.path.name}:类名（默认是 {DEFAULT_CLASS}）。",
+                  f"{self.path.name} defines no nn.Module class named {self.class_name}.")
+        return found
+
+    def build(self, config: DIYConfig | None = None) -> nn.Module:
+        """The backbone, built as the seed plan builds DIYModel: six positional arguments."""
+        config = config or DIYConfig()
+        args = (config.vocab_size, config.num_layers, config.hidden_size, config.num_heads,
+                config.max_seq_len, config.dropout)
+        model_class = self.load()
+        try:
+            return model_class(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever the learner's constructor raises
+            _fail(f"{self.path.name} 的 {self.class_name}{args} 构造失败："
+                  f"{type(exc).__name__}: {exc}",
+                  "构造函数要按课程约定的顺序接受六个位置参数："
+                  "(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)。",
+                  f"{self.class_name}(vocab_size, num_layers, hidden_size, num_heads, "
+                  f"max_seq_len, dropout) failed: {type(exc).__name__}: {exc}")
+
+
+def _import_file(path: Path, module_name: str):
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        _fail(f"{path.name} 第 {exc.lineno} 行有语法错误：{exc.msg}。",
+              "在编辑器里打开这一行改正，再运行一次。",
+              f"syntax error in {path.name}, line {exc.lineno}: {exc.msg}")
+    except Exception as exc:  # noqa: BLE001 - any exception while the learner's file runs
+        del sys.modules[module_name]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        where = f"第 {frames[-1].lineno} 行" if frames else "导入时"
+        _fail(f"导入 {path.name} 时出错（{where}）：{type(exc).__name__}: {exc}",
+              "文件在被导入时就运行了出错的代码：把测试代码放进 if __name__ == \"__main__\": 下面，"
+              "或改正这一行。",
+              f"importing {path.name} raised {type(exc).__name__}: {exc}")
+    return module
+
+
+def _fail(problem: str, fix: str, gloss: str):
+    raise DIYBackboneError(problem, fix, gloss)

@@ -1,0 +1,111 @@
+"""A learner's own backbone file: loading it (diy.backbone) and checking it against the course's
+contract (diy.conformance, python -m diy.doctor --backbone)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from diy import conformance
+from diy.backbone import ENV, BackboneSpec, DIYBackboneError
+from tools.notebook_builder import ROOT
+
+GPT2 = Path(__file__).parent / "backbones" / "gpt2_style.py"
+
+
+def items_of(spec_text):
+    return {item.name: item for item in conformance.run(BackboneSpec.parse(spec_text))}
+
+
+def test_parse_path_and_class():
+    spec = BackboneSpec.parse("some/DIYModel.py:MyModel")
+    assert spec.class_name == "MyModel" and spec.path.is_absolute()
+    assert BackboneSpec.parse("some/DIYModel.py").class_name == "DIYModel"
+    # a Windows drive letter is not a class name
+    assert BackboneSpec.parse("C:\\work\\DIYModel.py").class_name == "DIYModel"
+
+
+def test_from_env(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    assert BackboneSpec.from_env() is None
+    monkeypatch.setenv(ENV, f"{GPT2}:GPT2Style")
+    assert BackboneSpec.from_env() == BackboneSpec(GPT2.resolve(), "GPT2Style")
+
+
+def test_the_reference_backbone_honours_every_item(tmp_path):
+    (tmp_path / "DIYModel.py").write_text("from diy.model import DIYModel\n", encoding="utf-8")
+    items = conformance.run(BackboneSpec.parse(str(tmp_path / "DIYModel.py")))
+    assert [item.name for item in items if not item.ok] == []
+    assert conformance.passed(items)
+
+
+def test_a_gpt2_style_backbone_passes_the_required_items_and_warns_on_the_optional():
+    items = items_of(f"{GPT2}:GPT2Style")
+    assert conformance.passed(list(items.values()))
+    not_ok = {name for name, item in items.items() if not item.ok}
+    assert not_ok == {"attention_mask", "与 transformers 一致"}
+    assert items["attention_mask"].render().startswith("⚠️")
+    assert "wte.weight" in items["与 transformers 一致"].what  # names what does not load
+
+
+@pytest.mark.parametrize("broken, item, words", [
+    ("NoCausalMask", "因果", "因果 mask"),
+    ("IgnoresCacheOffset", "缓存 ≡ 无缓存", "偏移"),
+    ("NoPresents", "缓存路径", "presents"),
+    ("DropoutInEval", "eval 时确定", "dropout"),
+    ("PaddingOffByOne", "右 padding", "seq_lengths"),
+])
+def test_each_broken_backbone_is_rejected_with_the_right_item(broken, item, words):
+    items = items_of(f"{GPT2}:{broken}")
+    assert not conformance.passed(list(items.values()))
+    first_failure = next(i for i in items.values() if i.required and not i.ok)
+    assert first_failure.name == item, first_failure.render()
+    assert words in first_failure.hint + first_failure.what
+    assert first_failure.render().startswith("❌") and "用到它的" in first_failure.render()
+
+
+@pytest.mark.parametrize("source, words", [
+    (None, "找不到骨干文件"),
+    ("def f(:\n", "语法错误"),
+    ("raise RuntimeError('boom')\n", "导入 DIYModel.py 时出错（第 1 行）"),
+    ("from torch import nn\nclass Other(nn.Module):\n    pass\n", "没有名为 DIYModel"),
+    ("from torch import nn\nclass DIYModel(nn.Module):\n    def __init__(self, config):\n"
+     "        super().__init__()\n", "六个位置参数"),
+])
+def test_an_unusable_file_gets_one_clear_error_before_any_work(tmp_path, source, words):
+    path = tmp_path / "DIYModel.py"
+    if source is not None:
+        path.write_text(source, encoding="utf-8")
+    with pytest.raises(DIYBackboneError) as caught:
+        BackboneSpec.parse(str(path)).build()
+    assert words in caught.value.problem + caught.value.fix, caught.value
+    assert caught.value.gloss  # English gloss
+    [item] = conformance.run(BackboneSpec.parse(str(path)))
+    assert item.name == "构造" and not item.ok
+
+
+def test_no_such_class_lists_the_classes_in_the_file():
+    with pytest.raises(DIYBackboneError) as caught:
+        BackboneSpec.parse(f"{GPT2}:Nope").load()
+    assert "GPT2Style" in caught.value.problem and "NoCausalMask" in caught.value.problem
+
+
+def test_conformance_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    conformance.run(BackboneSpec.parse(f"{GPT2}:GPT2Style"))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_doctor_backbone_command_exit_codes():
+    def doctor(spec):
+        return subprocess.run([sys.executable, "-m", "diy.doctor", "--backbone", spec], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    good, bad = doctor(f"{GPT2}:GPT2Style"), doctor(f"{GPT2}:PaddingOffByOne")
+    assert good.returncode == 0 and "符合课程的约定" in good.stdout and "⚠️" in good.stdout
+    assert bad.returncode == 1 and "❌ 右 padding" in bad.stdout
+    assert good.stderr == "" and bad.stderr == ""
