@@ -195,13 +195,13 @@ CELLS = [
     md("""
     ## 4. 为什么更快：每个新 token 的耗时
 
-    给两种循环的每一步单独计时，生成 110 个 token。不用缓存时，第 t 步要把 8 + t 个 token 全部重算一遍；
+    给两种循环的每一步单独计时，生成 90 个 token。不用缓存时，第 t 步要把 8 + t 个 token 全部重算一遍；
     用缓存时每一步只送 1 个 token。机器上别的程序会随时抢走 CPU，单次计时里的尖刺是它们造成的，不是模型：
     所以整段重复 3 遍，每一步取**最短**的那次（最接近这一步本身的耗时）。计时每次运行都不一样，自动测试不比较这一格的输出，结论在下一格打印。
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
-    def time_each_token(step_fn, new_tokens=110, repeats=3):
+    def time_each_token(step_fn, new_tokens=90, repeats=3):
         best = [float("inf")] * new_tokens
         with torch.no_grad():
             for _ in range(repeats):
