@@ -531,3 +531,35 @@ def test_reference_my_generate_equals_generate_id_for_id():
                                                do_sample=True, temperature=1.3, top_k=5,
                                                top_p=0.9,
                                                generator=torch.Generator().manual_seed(3)))
+
+
+# ---------------------------------------------------------- side effect: the model's mode
+
+def switches_to_train_at_the_end(reference):
+    def learner(model, *args, **kwargs):
+        out = reference(model, *args, **kwargs)
+        model.train()
+        return out
+    return learner
+
+
+def restores_the_mode(reference):
+    def learner(model, *args, **kwargs):
+        was_training = model.training
+        out = reference(model, *args, **kwargs)
+        model.train(was_training)
+        return out
+    return learner
+
+
+@pytest.mark.parametrize("check, reference, exercise", [
+    (check_greedy_no_cache, reference_greedy_no_cache, "3.1a"),
+    (check_greedy_with_cache, reference_greedy_with_cache, "3.1b"),
+    (check_my_generate, reference_my_generate, "3.3c"),
+], ids=["3.1a", "3.1b", "3.3c"])
+def test_model_left_in_train_mode_fails_restoring_the_mode_passes(capsys, check, reference,
+                                                                  exercise):
+    assert_caught(capsys, check(switches_to_train_at_the_end(reference)), reference, exercise,
+                  "train 模式")
+    learner = restores_the_mode(reference)
+    passes(capsys, check(learner), learner, exercise)

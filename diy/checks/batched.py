@@ -10,7 +10,14 @@ from ..config import DIYConfig
 from ..generation import left_pad as reference_left_pad
 from ..generation import position_ids_from_mask as reference_position_ids
 from ..generation import sample_next_token
-from .contract import check_grad_mode, check_unchanged, describe, guarded, is_long_tensor
+from .contract import (
+    check_grad_mode,
+    check_leaves_eval_mode,
+    check_unchanged,
+    describe,
+    guarded,
+    is_long_tensor,
+)
 from .report import Failed, call_learner, run_check
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +283,10 @@ def check_my_generate(my_generate):
                 raise Failed(f"返回的 token id 的 dtype 是 {out.dtype}，应为 torch.long。",
                              "pick 返回的就是 long；不要 .float()。")
             if torch.equal(out, expected):
+                if what.startswith("B = 1"):
+                    check_leaves_eval_mode(model, my_generate, args, "my_generate",
+                                           attention_mask=attention_mask, eos_token_id=eos_id,
+                                           pad_token_id=0, diagnose=diagnose_generate)
                 continue
             for mistake in GENERATE_HINTS:
                 if (mistake == "ignores_mask") == (attention_mask is not None) and \

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .report import Failed, Todo, first_line
+from .report import Failed, Todo, call_learner, first_line
 
 
 def describe(value) -> str:
@@ -64,3 +64,17 @@ def guarded(body):
                          "对照练习说明检查返回值：类型（张量还是元组）、形状和 dtype。") from None
 
     return wrapper
+
+
+def check_leaves_eval_mode(model, learner, args: tuple, name: str, **kwargs) -> None:
+    """Hand the model over in eval mode (as the lessons do) and fail if the learner's function
+    leaves it in train mode: every later cell would then run with dropout on. Restoring the
+    mode the model came in is fine; switching to train() at the end is not."""
+    model.eval()
+    call_learner(learner, *args, name=name, **kwargs)
+    if model.training:
+        model.eval()
+        raise Failed(f"{name} 返回之后，交给它时还在 eval 模式的模型变成了 train 模式："
+                     "后面的单元格会在 dropout 开着的情况下运行，结果每次都不一样。",
+                     "函数开头 model.eval()；结束时不要 model.train()（要恢复就恢复调用前的模式："
+                     "was_training = model.training …… model.train(was_training)）。")

@@ -18,7 +18,13 @@ from ..config import DIYConfig
 from ..errors import DIYInputError
 from ..kv_cache import PreallocatedKV
 from .batched import check_left_pad, check_my_generate, check_position_ids
-from .contract import check_grad_mode, describe, guarded, is_long_tensor
+from .contract import (
+    check_grad_mode,
+    check_leaves_eval_mode,
+    describe,
+    guarded,
+    is_long_tensor,
+)
 from .greedy import check_greedy_loop, reference_greedy_continue
 from .report import Failed, call_learner, run_check
 from .sampling import check_sample_next_token, check_top_p
@@ -168,6 +174,8 @@ def check_greedy_with_cache(greedy_with_cache):
                 raise Failed(f"返回的 token id 的 dtype 是 {out.dtype}，应为 torch.long："
                              "浮点数的 id 在 tokenizer.decode 和下一次前向时都会出错。",
                              "argmax 本来就返回 long；不要 .float()，拼接的两边都用 long。")
+            check_leaves_eval_mode(model, greedy_with_cache, (model, prompt.clone(), new),
+                                   "greedy_with_cache", diagnose=diagnose_cached)
             expected = reference_greedy_no_cache(model, prompt.clone(), new)
             if not torch.equal(out, expected):
                 raise Failed("生成的 id 和不用缓存的贪心循环不一样。",

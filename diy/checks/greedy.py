@@ -11,7 +11,7 @@ import torch
 from ..causal_lm import DIYForCausalLM
 from ..config import DIYConfig
 from ..errors import DIYInputError
-from .contract import check_grad_mode, guarded, is_long_tensor
+from .contract import check_grad_mode, check_leaves_eval_mode, guarded, is_long_tensor
 from .report import Failed, call_learner, run_check
 
 EXERCISE = "2.3"
@@ -113,6 +113,8 @@ def check_greedy_loop(greedy_continue, exercise: str, name: str, config: DIYConf
             if not torch.equal(outputs[0], outputs[1]):
                 raise Failed("同样的输入，两次生成的结果不一样：dropout 还开着（模型在 train 模式）。",
                              "函数开头调用 model.eval()。")
+            check_leaves_eval_mode(model, greedy_continue, (model, prompt.clone(), new), name,
+                                   diagnose=diagnose)
             expected = reference_greedy_continue(model, prompt.clone(), new)
             if torch.equal(out, expected):
                 continue
