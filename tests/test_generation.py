@@ -11,6 +11,7 @@ from diy.generation import (
     apply_top_k,
     apply_top_p,
     left_pad,
+    position_ids_from_mask,
     sample_next_token,
 )
 from diy.hf import to_llama_for_causal_lm
@@ -276,3 +277,35 @@ def test_left_padded_forward_matches_transformers_hidden_states(models, prompts)
     real = attention_mask.bool()
     assert torch.allclose(ours[real], theirs[real], atol=1e-4)
     assert torch.isfinite(ours).all()  # padding rows too: no NaN from fully masked rows
+
+
+# ----------------------------------------------------------------- step 3's helpers
+
+def test_position_ids_from_mask_count_from_each_rows_first_token():
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1]])
+    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3], [0, 0, 0, 0]]
+    assert position_ids_from_mask(mask.bool()).dtype == torch.long
+
+
+def test_generate_past_max_seq_len_says_why_it_cannot_slide():
+    model = DIYForCausalLM(CONFIG)
+    with pytest.raises(DIYInputError) as error:
+        model.generate(torch.ones(1, 8, dtype=torch.long), max_new_tokens=CONFIG.max_seq_len)
+    assert "RoPE" in error.value.problem and "2.3" in error.value.fix
+
+
+def test_step3_model_prefers_the_learners_checkpoint(tmp_path, monkeypatch):
+    from diy import course_model as module
+
+    stand_in = DIYForCausalLM(DIYConfig(vocab_size=6400, hidden_size=32, num_layers=1,
+                                        num_heads=2, max_seq_len=16))
+    monkeypatch.setattr(module, "course_model", lambda: stand_in)
+    model, which = module.step3_model(tmp_path / "missing")
+    assert model is stand_in and "没有找到" in which
+    stand_in.save_pretrained(tmp_path / "step2")
+    model, which = module.step3_model(tmp_path / "step2")
+    assert model is not stand_in and "2.3" in which and not model.training
+    assert torch.equal(model.lm_head.weight, stand_in.lm_head.weight)
+    (tmp_path / "step2" / "config.json").write_text("{ not json", encoding="utf-8")
+    model, which = module.step3_model(tmp_path / "step2")
+    assert model is stand_in and "读不出来" in which
