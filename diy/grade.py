@@ -49,12 +49,16 @@ class UsageError(Exception):
 
 @dataclass
 class Isolation:
-    """How each graded kernel runs: its limits, whether inside bubblewrap, and the few extra
-    environment variables it is given (where the read-only caches are)."""
+    """How each graded kernel runs: its limits, whether inside bubblewrap, the few extra
+    environment variables it is given (where the read-only caches are), the caches it may read,
+    the matplotlib font list it gets a copy of, and the grader's home folder (hidden)."""
 
     limits: Limits = field(default_factory=Limits)
     sandbox: bool = False
     extra_env: dict = field(default_factory=dict)
+    caches: tuple = ()
+    font_cache: str | None = None
+    home: str | None = None
 
 
 # --------------------------------------------------------------------------- finding the work
@@ -183,10 +187,12 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float,
     isolation = isolation or Isolation()
     limits = isolation.limits
     km = CurrentEnvKernelManager(kernel_name="python3")
-    km.kernel_argv = kernel_argv(limits, folder, isolation.sandbox)
+    km.kernel_argv = kernel_argv(limits, folder, isolation.sandbox, isolation.home,
+                                 isolation.caches)
     km.transport, km.ip = "ipc", str(folder / "ipc")  # sockets in the folder: no network needed
     km.connection_file = str(folder / "kernel.json")
-    env = clean_environment(folder, {**isolation.extra_env, LOG_ENV: str(log)})
+    env = clean_environment(folder, {**isolation.extra_env, LOG_ENV: str(log)},
+                            isolation.font_cache)
 
     result = {}
     try:
@@ -203,10 +209,9 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float,
         result["crash"] = f"kernel 崩溃：{str(exc).splitlines()[0][:120]}"
     except Exception as exc:  # noqa: BLE001 - a broken submission must not stop the class
         result["crash"] = f"{type(exc).__name__}: {str(exc)[:120]}"
-    process = getattr(getattr(km, "provisioner", None), "process", None)
-    returncode = process.poll() if process is not None else None
-    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-        result["limit"] = f"CPU 时间超过 {limits.cpu_seconds} 秒，已停止。"
+    # The limits that were hit, in the order they were hit: those the cells' errors show, then
+    # the CPU limit, whose signal ends the kernel.
+    reasons = []
     for index, cell in enumerate(notebook.cells, start=1):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors and "first_error" not in result:
@@ -215,9 +220,15 @@ def execute_copy(nb: dict, folder: Path, log: Path, timeout: float,
         for error in errors:
             text = f"{error.get('ename')}: {error.get('evalue')}"
             if "MemoryError" in text or "can't allocate memory" in text or "bad_alloc" in text:
-                result.setdefault("limit", f"内存超过 {limits.memory_gb:g} GB，已停止。")
+                reasons.append(f"内存超过 {limits.memory_gb:g} GB，已停止。")
             elif "File too large" in text:
-                result.setdefault("limit", f"写入的文件超过 {limits.file_mb} MB，已停止。")
+                reasons.append(f"写入的文件超过 {limits.file_mb} MB，已停止。")
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    returncode = process.poll() if process is not None else None
+    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        reasons.append(f"CPU 时间超过 {limits.cpu_seconds} 秒，已停止。")
+    if reasons:
+        result["limit"] = "".join(dict.fromkeys(reasons))  # each reason once
     return result
 
 
@@ -250,14 +261,16 @@ MARK = {PASS: "✅", TODO: "⏳", FAIL: "❌", ERROR: "❌", MISSING: "—"}
 
 def learner_of(file: str) -> str:
     """The learner a submission belongs to: its sub-folder (class/alice/x.ipynb), else the
-    file name before the lesson's name (alice_<lesson>.ipynb), else the file name."""
+    file name before the lesson's name (alice_<lesson>.ipynb), else — a file named exactly
+    after its lesson, as in solutions/ — its folder, else the file name."""
     parts = Path(file).parts
     if len(parts) >= 3:
         return parts[-2]
     stem = Path(file).stem
     for lesson in course.LESSONS:
         if lesson in stem:
-            return stem[:stem.index(lesson)].rstrip("_-. ") or stem
+            prefix = stem[:stem.index(lesson)].rstrip("_-. ")
+            return prefix or (parts[-2] if len(parts) == 2 else stem)
     return stem
 
 
@@ -326,7 +339,8 @@ def parse_args(argv):
                         help="用 bubblewrap 隔离每个 kernel：auto = 装了就用（默认），on = 必须用，off = 不用")
     defaults = Limits()
     parser.add_argument("--memory-gb", type=float, default=defaults.memory_gb,
-                        help=f"每个 notebook 的内存（地址空间）上限，GB（默认 {defaults.memory_gb:g}）")
+                        help=f"每个 notebook 可写入的内存上限，GB（不含共享库和预留的地址空间；"
+                             f"默认 {defaults.memory_gb:g}）")
     parser.add_argument("--cpu-seconds", type=int, default=defaults.cpu_seconds,
                         help=f"每个 notebook 的 CPU 时间上限，秒（默认 {defaults.cpu_seconds}）")
     parser.add_argument("--file-mb", type=int, default=defaults.file_mb,
@@ -345,21 +359,23 @@ def parse_args(argv):
 
 def prepare_isolation(args, notebooks) -> Isolation:
     """Limits and sandbox from the arguments; caches the kernels may read (the matplotlib font
-    cache, the trained course model) built here once, so no graded kernel has to."""
+    list, the trained course model) built here once, so no graded kernel has to."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.font_manager  # noqa: F401 - builds the font cache if missing
+    import matplotlib.font_manager  # noqa: F401 - builds the font list if missing
 
     from .course_model import cache_folder, course_model
 
-    extra = {"MPLCONFIGDIR": matplotlib.get_configdir()}
     if any("course_model(" in p.read_text(encoding="utf-8", errors="replace")
            for p, _ in notebooks):
         course_model()  # trains once (about 13 s) if the cache has no model yet
-        extra["DIY_CACHE"] = str(cache_folder())
+    extra, caches = {}, ()
+    if cache_folder().is_dir():  # the course model (and whatever else diy caches), read-only
+        extra["DIY_CACHE"], caches = str(cache_folder()), (str(cache_folder()),)
     limits = Limits(args.memory_gb, args.cpu_seconds, args.file_mb, args.processes)
-    return Isolation(limits, args.sandbox_on, extra)
+    return Isolation(limits, args.sandbox_on, extra, caches, matplotlib.get_cachedir(),
+                     str(Path.home()))
 
 
 def main(argv=None) -> int:

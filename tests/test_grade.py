@@ -73,14 +73,32 @@ assert os.environ["HOME"].startswith(here) and os.environ["TMPDIR"].startswith(h
 """
 # Untrusted submissions that hit the (small) limits of the class run below. The class run is
 # the unsandboxed path (clean environment and limits only); test_grade_isolation.py runs the
-# bubblewrap sandbox.
-LIMITS = ("--sandbox", "off", "--memory-gb", "2.5", "--file-mb", "1", "--cpu-seconds", "5",
+# bubblewrap sandbox. Each hog reaches its own limit and no other, whatever the machine's load:
+# the CPU limit is far above what an ordinary kernel uses (~3 s), so only the CPU hog meets it.
+LIMITS = ("--sandbox", "off", "--memory-gb", "2.5", "--file-mb", "1", "--cpu-seconds", "60",
           "--timeout", "60")
 HOGS = {
-    "memory": "import torch\nhog = torch.ones(3 * 1024 ** 3, dtype=torch.uint8)",
+    # 10 GiB in one allocation, 4x the limit: it fails at once, whatever the kernel had in use
+    "memory": "import torch\nhog = torch.empty(10 * 1024 ** 3, dtype=torch.uint8)",
+    # one write of 3 MB, 3x the limit
     "disk": "open('big.bin', 'wb').write(b'x' * 3 * 1024 ** 2)",
-    "cpu": "while True:\n    pass",
+    # No memory, only CPU. It lowers its own soft limit (any process may) to 1 s, so that the
+    # kernel gets SIGXCPU within a second rather than after 60 s of spinning; that the launcher
+    # sets the limit itself is checked in test_grade_isolation.py.
+    "cpu": ("import resource\n"
+            "_, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+            "resource.setrlimit(resource.RLIMIT_CPU, (1, hard))\n"
+            "while True:\n    pass"),
 }
+# What a CUDA build of torch does at import: it maps gigabytes of address space (libraries,
+# reservations) that it never writes. The memory limit must not count them: 16 GiB reserved
+# (6x the limit) before torch is imported, then the lesson runs as usual and passes; the
+# exercise cell first checks that the reservation was made.
+RESERVE = """
+import mmap
+reserved = mmap.mmap(-1, 16 * 1024 ** 3, flags=mmap.MAP_PRIVATE, prot=0)  # PROT_NONE
+"""
+RESERVED = "assert len(reserved) == 16 * 1024 ** 3\n"
 
 
 def with_first_cell(nb, source):
@@ -111,9 +129,13 @@ def class_folder(tmp_path_factory):
     save(unrelated, folder / "gu" / "notes.ipynb")
     (folder / "ha").mkdir()
     (folder / "ha" / f"{SMALL}.ipynb").write_text('{"cells": [1, "x"]}', encoding="utf-8")
-    save(with_first_cell(solution, ENVIRONMENT_CHECK), folder / "env" / f"{SMALL}.ipynb")
+    # the checks stand before the exercise's code: if one fails, the exercise is not done
+    save(with_exercise(solution, ENVIRONMENT_CHECK + exercise_source),
+         folder / "env" / f"{SMALL}.ipynb")
     for learner, source in HOGS.items():
         save(with_first_cell(solution, source), folder / learner / f"{SMALL}.ipynb")
+    save(with_first_cell(with_exercise(solution, RESERVED + exercise_source), RESERVE),
+         folder / "reserve" / f"{SMALL}.ipynb")
     return folder
 
 
@@ -187,7 +209,7 @@ def test_table_summary_exit_code_and_files(class_result):
     assert out.splitlines()[0].split() == ["文件", "练习", "结果", "说明"]
     [ada] = [line for line in out.splitlines() if f"/ada/{SMALL}.ipynb" in line]
     assert ada.split()[1:] == ["1.1", "✅"]
-    assert "共 12 个 notebook" in out
+    assert "共 13 个 notebook" in out
     assert class_result["csv"] == [{k: str(v) for k, v in r.items()}
                                    for r in class_result["rows"]]
 
@@ -253,7 +275,33 @@ def test_the_kernel_sees_no_secret_and_lives_in_its_own_folder(class_result):
 def test_each_limit_gives_its_reason_and_the_good_submission_still_passes(class_result):
     reasons = {learner: rows_of(class_result, learner)[0] for learner in HOGS}
     assert all(r["status"] == "error" for r in reasons.values())
-    assert "内存超过 2.5 GB" in reasons["memory"]["hint"]
-    assert "超过 1 MB" in reasons["disk"]["hint"]
-    assert "CPU 时间超过 5 秒" in reasons["cpu"]["hint"]
+    assert reasons["memory"]["hint"] == "内存超过 2.5 GB，已停止。"
+    assert reasons["disk"]["hint"] == "写入的文件超过 1 MB，已停止。"
+    assert reasons["cpu"]["hint"] == "CPU 时间超过 60 秒，已停止。"
     assert [r["status"] for r in rows_of(class_result, "ada")] == ["pass"]
+
+
+def test_reserved_address_space_does_not_count_as_memory(class_result):
+    [row] = rows_of(class_result, "reserve")
+    assert row["status"] == "pass", row["hint"]
+
+
+def test_a_folder_of_files_named_after_the_lessons_is_one_learner(tmp_path, monkeypatch):
+    from diy import grade as grader
+
+    folder = tmp_path / "solutions"  # as in: python -m diy.grade solutions/
+    folder.mkdir()
+    lessons = [SMALL, MULTI]
+    for name in lessons:
+        (folder / f"{name}.ipynb").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(grader, "grade_file", lambda path, name, *args: [
+        grader.Row(name, path.stem, e.id, "pass", "") for e in course.LESSONS[path.stem].exercises])
+    monkeypatch.setattr(grader, "prepare_isolation", lambda args, notebooks: grader.Isolation())
+    book = tmp_path / "book.json"
+    assert grader.main([str(folder), "--sandbox", "off", "--gradebook-json", str(book)]) == 0
+    [learner] = json.loads(book.read_text(encoding="utf-8"))["learners"]
+    assert learner["learner"] == "solutions"
+    assert learner["passed"] == sum(len(course.LESSONS[n].exercises) for n in lessons)
+    # a learner's own prefix still names the learner, and a class folder's sub-folder
+    assert grader.learner_of(f"solutions/bo_{SMALL}.ipynb") == "bo"
+    assert grader.learner_of(f"class/ada/{SMALL}.ipynb") == "ada"

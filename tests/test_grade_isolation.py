@@ -1,30 +1,41 @@
 """The grader treats submissions as untrusted code: a clean environment, a folder of their own,
-resource limits, bubblewrap where installed, and a gradebook per learner."""
+resource limits, bubblewrap where installed (a view of the file system with nothing in it but
+what a kernel needs), and a gradebook per learner."""
 
 import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
+import matplotlib
 import nbformat
 import pytest
 
-from diy import course
+from diy import course, sandbox
 from diy import grade as grader
 from tests.check_helpers import minimal_lesson_notebook
 from tools.notebook_builder import ROOT
 
 SMALL = "step1_1_lm_head"
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None and os.environ.get("DIY_REQUIRE_BWRAP") != "1",
+    reason="bubblewrap is not installed (.ci/run installs it where apt exists)")
 
 
-def with_cell(source, name):
-    """The small lesson's (cut-down) solution with one cell inserted after its title."""
-    nb = minimal_lesson_notebook(SMALL, True)
-    nb.cells.insert(1, nbformat.v4.new_code_cell(source))
-    return name, nb
+def exercise_source(nb):
+    return next(c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []))
+
+
+def with_exercise(source):
+    """The small lesson's (cut-down) learner notebook with this exercise cell."""
+    nb = minimal_lesson_notebook(SMALL, False)
+    next(c for c in nb.cells if "exercise" in c.metadata.get("tags", [])).source = source
+    return nb
 
 
 def grade_folder(folder, *args, env=None):
@@ -43,11 +54,103 @@ def test_sandbox_on_without_bubblewrap_exits_2(monkeypatch, capsys, tmp_path):
     assert "bubblewrap" in capsys.readouterr().err
 
 
-ESCAPE = """
-import pathlib
+# --------------------------------------------------------------------------- the limits
+
+def launch(limits, code):
+    """Run ``code`` through the kernel launcher (no sandbox) with these limits."""
+    argv = sandbox.kernel_argv(limits, Path.cwd(), False)
+    argv = argv[:argv.index("--") + 1] + [sys.executable, "-c", code]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+LIMITS_SEEN = """
+import mmap, resource
+print(resource.getrlimit(resource.RLIMIT_DATA)[0], resource.getrlimit(resource.RLIMIT_CPU),
+      resource.getrlimit(resource.RLIMIT_FSIZE)[0])
+reserved = mmap.mmap(-1, 16 * 1024 ** 3, flags=mmap.MAP_PRIVATE, prot=0)  # address space only
+kept = bytearray(256 * 1024 ** 2)  # memory, within the limit
+try:
+    bytearray(1024 ** 3)  # memory, past it: fails in this one allocation
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_DATA counts mmap on Linux only")
+def test_the_launcher_limits_memory_not_address_space():
+    out = launch(sandbox.Limits(memory_gb=0.75, cpu_seconds=30, file_mb=3), LIMITS_SEEN)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == [f"{int(0.75 * 1024 ** 3)} (30, 35) {3 * 1024 ** 2}",
+                                          "MemoryError"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no resource limits on Windows")
+def test_the_launcher_stops_a_cpu_hog():
+    out = launch(sandbox.Limits(cpu_seconds=1), "while True:\n    pass")
+    assert out.returncode == -signal.SIGXCPU
+
+
+# --------------------------------------------------------------------------- the view
+
+def test_the_view_shows_diy_but_not_its_checkout_and_hides_every_home(tmp_path):
+    view = sandbox.sandbox_view(tmp_path / "sub", "/var/lib/grader-home", [str(tmp_path)])
+    read_only = {m.path for m in view if m.kind == "ro-bind"}
+    hidden = {m.path for m in view if m.kind == "tmpfs"}
+    package = Path(sandbox.__file__).resolve().parent
+    assert str(package) in read_only and str(package.parent) not in read_only
+    assert not any(path in (str(ROOT), str(ROOT / "notebooks")) for path in read_only)
+    assert {"/tmp", "/home", "/root", "/var/lib/grader-home"} <= hidden
+    assert os.path.realpath(sys.base_prefix) in read_only and str(tmp_path) in read_only
+    assert [m.source for m in view if m.path == "/etc/passwd"][0].endswith(
+        f":{tmp_path / 'sub' / 'home'}:/bin/sh\n")
+    # a home folder that holds the system (/ in some containers) is not hidden
+    assert "/" not in {m.path for m in sandbox.sandbox_view(tmp_path, "/") if m.kind == "tmpfs"}
+
+
+def test_bwrap_mounts_parents_first_and_only_the_folder_stays_writable(tmp_path):
+    view = [sandbox.Mount("ro-bind", "/root/.pyenv/versions/3"), sandbox.Mount("tmpfs", "/root"),
+            sandbox.Mount("ro-bind", "/usr/lib"), sandbox.Mount("ro-bind", "/usr"),
+            sandbox.Mount("data", "/etc/passwd", "x:x:1:1::/h:/bin/sh\n")]
+    fds = []
+    argv = sandbox.bwrap_argv(tmp_path, view, fds)
+    for fd in fds:
+        os.close(fd)
+    text = " ".join(argv)
+    assert text.index("--tmpfs /root") < text.index("--ro-bind /root/.pyenv/versions/3")
+    assert "/usr/lib" not in text  # inside /usr, already visible
+    assert f"--bind {tmp_path} {tmp_path}" in text and text.count("--bind ") == 1
+    assert text.endswith(f"--remount-ro /root --remount-ro / --chdir {tmp_path} --")
+    assert "--unshare-all" in argv and len(fds) == 1
+
+
+# --------------------------------------------------------------------------- a class in bwrap
+
+# Copies another learner's exercise cell: finds the class folder's notebooks and execs alice's.
+COPY_FROM_CLASSMATE = """
+import glob, json
+for path in glob.glob("CLASS/**/*.ipynb", recursive=True):
+    if "alice" in path:
+        cells = json.load(open(path, encoding="utf-8"))["cells"]
+        exec("".join(next(c["source"] for c in cells
+                          if "exercise" in c["metadata"].get("tags", []))))
+"""
+# Reads an answer the instructor keeps in their home folder.
+READ_INSTRUCTORS_FILE = """
+try:
+    exec(open("PLANTED", encoding="utf-8").read())
+except OSError:
+    pass
+"""
+# Looks around: nothing writable outside its folder, no network, no secret, and no file to see
+# outside its folder, the Python installation, the diy package and the caches. It stands at the
+# top of the exercise cell, so a failed assertion leaves the exercise undone (the check does
+# not pass).
+LOOK_AROUND = """
+import importlib.util, os, pathlib, socket, sys
 escaped = []
-for target in [pathlib.Path("/tmp/TARGET"), pathlib.Path("SUBMISSIONS") / "escaped.txt",
-               pathlib.Path.home() / ".." / ".." / "outside.txt"]:
+for target in [pathlib.Path("/tmp/TARGET"), pathlib.Path("CLASS") / "escaped.txt",
+               pathlib.Path.home() / ".." / ".." / "outside.txt", pathlib.Path("/TARGET"),
+               pathlib.Path(sys.prefix) / "TARGET", pathlib.Path("GRADER_HOME") / "TARGET"]:
     try:
         target.write_text("x")
         escaped.append(str(target))
@@ -55,26 +158,96 @@ for target in [pathlib.Path("/tmp/TARGET"), pathlib.Path("SUBMISSIONS") / "escap
         pass
 (pathlib.Path.cwd() / "inside.txt").write_text("fine")  # its own folder is writable
 assert not escaped, escaped
-import os
+assert [name for _, name in socket.if_nameindex()] == ["lo"], "a network interface"
 assert "DIY_TEST_SECRET" not in os.environ, "the grader's secret is visible"
 assert os.environ["HOME"].startswith(os.getcwd()) and os.environ["TMPDIR"].startswith(os.getcwd())
+allowed = [os.getcwd(), sys.prefix, sys.base_prefix, os.environ.get("DIY_CACHE") or "/nothing",
+           importlib.util.find_spec("diy").submodule_search_locations[0]]
+allowed = {os.path.realpath(p) for p in allowed} | set(allowed)
+def shown(path):
+    return any(path == a or path.startswith(a + os.sep) for a in allowed)
+seen = []
+for top in ["/tmp", "/home", "/root", "GRADER_HOME", "CHECKOUT"]:
+    for folder, subfolders, files in os.walk(top):
+        subfolders[:] = [s for s in subfolders if not shown(os.path.join(folder, s))]
+        seen += [os.path.join(folder, f) for f in files if not shown(os.path.join(folder, f))]
+assert not seen, seen[:5]
 """
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None and os.environ.get("DIY_REQUIRE_BWRAP") != "1",
-                    reason="bubblewrap is not installed (.ci/run installs it where apt exists)")
-def test_in_the_sandbox_nothing_outside_its_folder_is_writable(tmp_path):
+@pytest.fixture(scope="module")
+def sandboxed_class(tmp_path_factory):
+    """alice (a correct solution), mallory (copies alice), oscar (reads the instructor's file)
+    and eve (looks around), graded with --sandbox on by an instructor whose HOME is a temporary
+    folder holding the answer oscar looks for."""
+    base = tmp_path_factory.mktemp("isolation")
+    folder, home = base / "class", base / "home"
+    planted = home / "answers" / f"{SMALL}.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(exercise_source(minimal_lesson_notebook(SMALL, True)), encoding="utf-8")
+    stub = exercise_source(minimal_lesson_notebook(SMALL, False))
+    solution = exercise_source(minimal_lesson_notebook(SMALL, True))
     target = f"diy-escape-{uuid.uuid4().hex}"
-    folder = tmp_path / "class"
-    source = ESCAPE.replace("TARGET", target).replace("SUBMISSIONS", str(folder))
-    learner, nb = with_cell(source, "escape")
-    (folder / learner).mkdir(parents=True)
-    nbformat.write(nb, folder / learner / f"{SMALL}.ipynb")
-    out, rows = grade_folder(folder, "--sandbox", "on", env={"DIY_TEST_SECRET": "s3cr3t"})
-    assert rows["escape"]["status"] == "pass", rows["escape"]["hint"]
-    assert not (tmp_path / "class" / "escaped.txt").exists()
-    assert not os.path.exists(f"/tmp/{target}")
+    look = LOOK_AROUND.replace("TARGET", target)
+    sources = {
+        "mallory": with_exercise(stub + COPY_FROM_CLASSMATE.replace("CLASS", str(folder))),
+        "oscar": with_exercise(stub + READ_INSTRUCTORS_FILE.replace("PLANTED", str(planted))),
+        "eve": with_exercise(look.replace("CLASS", str(folder)).replace("GRADER_HOME", str(home))
+                             .replace("CHECKOUT", str(ROOT)) + solution),
+        "alice": minimal_lesson_notebook(SMALL, True),
+    }
+    for learner, nb in sources.items():
+        (folder / learner).mkdir(parents=True)
+        nbformat.write(nb, folder / learner / f"{SMALL}.ipynb")
+    # the grader's own matplotlib font list (a fresh HOME would have to build one first)
+    env = {"HOME": str(home), "MPLCONFIGDIR": matplotlib.get_cachedir(),
+           "DIY_TEST_SECRET": "s3cr3t"}
+    out, rows = grade_folder(folder, "--sandbox", "on", env=env)
+    return dict(out=out, rows=rows, folder=folder, target=target)
 
+
+@needs_bwrap
+def test_a_correct_submission_passes_in_the_sandbox(sandboxed_class):
+    row = sandboxed_class["rows"]["alice"]
+    assert row["status"] == "pass", (row, sandboxed_class["out"].stderr[-2000:])
+
+
+@needs_bwrap
+def test_a_submission_cannot_find_or_read_another_one(sandboxed_class):
+    row = sandboxed_class["rows"]["mallory"]
+    assert (row["exercise"], row["status"]) == ("1.1", "todo") and "占位代码" in row["hint"]
+
+
+@needs_bwrap
+def test_the_instructors_home_is_invisible(sandboxed_class):
+    row = sandboxed_class["rows"]["oscar"]
+    assert (row["exercise"], row["status"]) == ("1.1", "todo") and "占位代码" in row["hint"]
+
+
+@needs_bwrap
+def test_nothing_outside_its_folder_is_visible_or_writable_and_no_network(sandboxed_class):
+    row = sandboxed_class["rows"]["eve"]
+    assert row["status"] == "pass", row["hint"]
+    assert not (sandboxed_class["folder"] / "escaped.txt").exists()
+    assert not os.path.exists(f"/tmp/{sandboxed_class['target']}")
+
+
+def test_the_cheats_work_where_the_files_are_visible(tmp_path):
+    """Outside a sandbox the two cheating cells above do get the answer: the sandbox tests fail
+    if the sandbox lets them see the files."""
+    nb = minimal_lesson_notebook(SMALL, True)
+    (tmp_path / "alice").mkdir()
+    nbformat.write(nb, tmp_path / "alice" / f"{SMALL}.ipynb")
+    (tmp_path / "answer.py").write_text(exercise_source(nb), encoding="utf-8")
+    stub = exercise_source(minimal_lesson_notebook(SMALL, False))
+    for cheat in (COPY_FROM_CLASSMATE.replace("CLASS", str(tmp_path)),
+                  READ_INSTRUCTORS_FILE.replace("PLANTED", str(tmp_path / "answer.py"))):
+        namespace = {"nn": __import__("torch").nn}
+        exec(stub + cheat, namespace)
+        assert namespace["build_lm_head"](4, 8).weight.shape == (8, 4)
+
+
+# --------------------------------------------------------------------------- the gradebook
 
 def test_gradebook_one_row_per_learner_and_missing_lessons(monkeypatch, tmp_path, capsys):
     rows = [grader.Row("c/ada/step1_1_lm_head.ipynb", SMALL, "1.1", "pass", ""),
