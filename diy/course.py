@@ -61,13 +61,16 @@ STEPS = (
                "字符级分词器、课程短文、token 流、随机窗口 `get_batch`、可复现的 generator", (
                    Exercise("2.1", "check_get_batch", ("get_batch",)),
                )),
-        Lesson("step2_2_training_loop", "2.2", "训练循环", "20～30",
-               "过拟合一个 batch、`train_step`（梯度裁剪）、`evaluate`、进度条、loss 曲线", (
+        Lesson("step2_2_training_loop", "2.2", "训练循环", "30～40",
+               "过拟合一个 batch、`train_step`、`evaluate`、自己写训练循环（与 `train` 逐步相同）、"
+               "loss 曲线与困惑度、梯度范数与裁剪（有/无裁剪）、忘了 `zero_grad` 的四种组合", (
                    Exercise("2.2a", "check_training_step", ("train_step",)),
                    Exercise("2.2b", "check_evaluate", ("evaluate",)),
+                   Exercise("2.2c", "check_train_loop", ("train_loop",)),
                )),
-        Lesson("step2_3_it_learns", "2.3", "验证「能学」：背出整段短文", "15～20",
-               "贪心续写、训练前后对比、学习率太大/太小、`save_pretrained` / `from_pretrained`", (
+        Lesson("step2_3_it_learns", "2.3", "验证「能学」：背出整段短文", "20～25",
+               "贪心续写、训练前后对比、换个开头、学习率太大/太小、`save_pretrained` / "
+               "`from_pretrained`、留出句子上的 loss：看见过拟合", (
                    Exercise("2.3", "check_greedy_continue", ("greedy_continue",)),
                )),
     )),

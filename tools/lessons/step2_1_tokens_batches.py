@@ -20,6 +20,7 @@ CELLS = [
     ## 0. 准备
     """),
     code("""
+    # NBVAL_IGNORE_OUTPUT
     import warnings
 
     import torch
@@ -28,7 +29,7 @@ CELLS = [
     from diy.checks import check_get_batch
 
     torch.manual_seed(0)
-    print("torch", torch.__version__)
+    print("torch", torch.__version__)   # 版本号随安装而不同（+cpu、+cu130……），自动测试不比较这一格
     """),
     md("""
     ## 1. 分词器：字 ↔ id

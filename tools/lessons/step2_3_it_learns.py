@@ -23,10 +23,12 @@ CELLS = [
 
     import matplotlib.pyplot as plt
     import torch
+    from matplotlib.ticker import MaxNLocator
 
     from diy import CharTokenizer, DIYConfig, DIYForCausalLM, get_batch, load_passage, training_stream
     from diy.checks import check_greedy_continue
     from diy.course_model import course_model
+    from diy.course_runs import HELD_OUT, course_run
     from diy.plotting import zh_or_en
     from diy.training import train_step
 
@@ -41,22 +43,26 @@ CELLS = [
     md("""
     ## 1. ✏️ 练习 2.3：贪心续写 greedy_continue
 
-    生成是一个「一次一个 token」的循环。最简单的版本每一步都把**到目前为止的整段**重新送进模型（第三步会用 KV cache 省掉这些重复计算）：
+    生成是一个「一次一个 token」的循环。最简单的版本每一步都把**到目前为止的整段**重新送进模型（第三步会用 KV cache 省掉这些重复计算），
+    每一步只挑概率最大的那个字——这叫**贪心**（greedy）。
 
-    ```
-    model.eval()                                            # 关掉 dropout：同样的输入，同样的输出
-    max_seq_len = model.config.max_seq_len                  # 用模型自己的配置，不要写死 128
-    重复 max_new_tokens 次：
-        context = input_ids[:, -max_seq_len:]               # (B, ≤ max_seq_len)：模型最多看 max_seq_len 个 token
-        logits = model(context)                             # (B, l, V)
-        next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)   # (B, 1)：最后一个位置、沿词表取最大
-        input_ids = torch.cat([input_ids, next_id], dim=1)  # (B, L + 1)
-    return input_ids
+    **签名**：`greedy_continue(model, input_ids, max_new_tokens) -> (B, L + max_new_tokens)`，`input_ids` 是 `(B, L)` 的 long 张量。
+
+    **要满足的**：
+    - 生成前关掉 dropout：同样的输入，同样的输出；不需要梯度；
+    - 每一步：模型最多看 `model.config.max_seq_len` 个 token——整段更长时只送最后这么多个（用模型自己的配置，不要写死 128；
+      自检会用一个 `max_seq_len` 更小的模型试你的函数）；
+    - 位置 `t` 的 logits 预测的是第 `t+1` 个 token：我们要的是「整段之后」的下一个；
+    - 新 token 接在每一行的末尾，返回 prompt + 新 token，dtype 仍是 long。
+
+    可参考的代码片段（只作提示，空白处自己填）：
+
+    ```python
+    next_id = logits[____].argmax(dim=____, keepdim=True)   # (B, 1)
+    input_ids = torch.cat([input_ids, next_id], dim=____)   # (B, L + 1)
     ```
 
-    - **最后一个位置**：位置 `t` 的 logits 预测的是第 `t+1` 个 token，我们要的是「整段之后」的下一个，就是最后一个位置；
-    - **截断**：短文有三百多字，超过了课程模型的 `max_seq_len = 128`，所以只送最后 `max_seq_len` 个 token（自检会用一个 `max_seq_len` 更小的模型试你的函数）；
-    - 放在 `torch.no_grad()` 里更省内存（生成不需要梯度）。
+    **先猜一猜，再运行自检**：`argmax` 沿哪一维？如果忘了只送最后 `max_seq_len` 个 token，续写到第几个字时会出错？
     """),
     exercise(
         solution="""
@@ -102,9 +108,9 @@ CELLS = [
 
     ## 3. 训练之后：背出整段
 
-    `course_model()` 给出**和 2.2 一模一样的训练**得到的模型：同样的种子、同样的 `TrainConfig()`、同样的短文
-    （这也是 `python -m diy.train` 默认做的事）。第一次运行时它现场训练（2 核 CPU 上约 13 秒），
-    然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括第三步）直接读取，不到一秒。
+    `course_model()` 给出 2.2 第 6 节那次 70 步训练得到的模型：同样的种子、同样的 `TrainConfig()`、同样的短文，
+    也就是你的 `train_loop` 用 `TrainConfig()` 会训练出来的模型（2.2 里它和 `train` 一步不差；这也是 `python -m diy.train` 默认做的事）。
+    第一次运行时它现场训练（2 核 CPU 上 15～20 秒），然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括第三步）直接读取，不到一秒。
     """),
     code("""
     model = course_model()
@@ -137,38 +143,50 @@ CELLS = [
     ## 4. 学习率：太大、太小、刚好
 
     用 2.2 的「过拟合一个 batch」设置，只换学习率，各训练 25 步（每次都从同样的初始参数开始）。
-    **先猜一猜，再运行**：lr = 3e-5、3e-3、3e-1 三条曲线分别是什么样子？
+    **先猜一猜，再运行**：lr = 3e-5、3e-3、3e-1 三条曲线分别是什么样子？lr = 10 呢——loss 会变成 NaN 吗？
     """),
     code("""
     tokens = training_stream(passage_ids, tokenizer.eos_token_id, seq_len=128)
     one_batch = get_batch(tokens, 2, 64, torch.Generator().manual_seed(1))   # (2, 64)
     lr_curves = {}
-    for lr in (3e-5, 3e-3, 3e-1):
+    for lr, steps in ((3e-5, 25), (3e-3, 25), (3e-1, 25), (10.0, 10)):
         torch.manual_seed(0)
         demo = DIYForCausalLM(DIYConfig())
         demo_optimizer = torch.optim.AdamW(demo.parameters(), lr=lr)
-        lr_curves[lr] = [train_step(demo, demo_optimizer, one_batch) for _ in range(25)]
-    for lr, losses in lr_curves.items():
-        print(f"lr={lr:g}: 第 1 步 {losses[0]:.1f} → 第 25 步 {losses[-1]:.1f}（最高 {max(losses):.1f}）")
+        lr_curves[lr] = [train_step(demo, demo_optimizer, one_batch) for _ in range(steps)]
+    start = lr_curves[3e-3][0]
+    print("lr=3e-5：25 步后还在 5 以上（降得很慢）:", lr_curves[3e-5][-1] > 5)
+    print("lr=3e-3：25 步后低于 0.5:", lr_curves[3e-3][-1] < 0.5)
+    print("lr=0.3：中途冲到起点的 2 倍以上，25 步后仍高于起点:", max(lr_curves[3e-1]) > 2 * start, lr_curves[3e-1][-1] > start)
+    print("lr=10：loss 冲到 1000 以上:", max(lr_curves[10.0]) > 1000)
+    print("所有 loss 都是有限的数（没有 NaN / inf）:", all(math.isfinite(x) for losses in lr_curves.values() for x in losses))
     """),
     code("""
-    fig, ax = plt.subplots(figsize=(7, 3))
+    # NBVAL_IGNORE_OUTPUT
     for lr, losses in lr_curves.items():
-        ax.plot(range(1, 26), losses, marker=".", label=f"lr = {lr:g}")
+        print(f"lr={lr:g}: 第 1 步 {losses[0]:.1f} → 第 {len(losses)} 步 {losses[-1]:.3g}（最高 {max(losses):.3g}）")
+    """),
+    code("""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for lr, losses in lr_curves.items():
+        ax.plot(range(1, len(losses) + 1), losses, marker=".", label=f"lr = {lr:g}")
     ax.axhline(math.log(6400), color="gray", linestyle="--", label="ln 6400")
     ax.set_yscale("log")
     ax.set_xlabel(zh_or_en("步数", "step"))
     ax.set_ylabel(zh_or_en("loss（对数刻度）", "loss (log scale)"))
-    ax.set_title(zh_or_en("同一个 batch，不同的学习率", "One batch, three learning rates"))
-    ax.legend()
+    ax.set_title(zh_or_en("同一个 batch，不同的学习率", "One batch, four learning rates"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize=10)
+    ax.legend(fontsize=8)
     plt.show()
     """),
     md("""
-    - **太小**（3e-5）：每一步只挪一点点，25 步只降到 6.7，而 3e-3 已经到 0.1——不是代码错了，只是太慢；
+    - **太小**（3e-5）：每一步只挪一点点，25 步后还在 5 以上，而 3e-3 已经低于 0.5——不是代码错了，只是太慢；
     - **刚好**（3e-3）：稳定、快速地下降；
-    - **太大**（3e-1）：每一步都冲过了头，loss 不降反升、剧烈震荡（更大时会变成 NaN）。梯度裁剪也救不了：
-      AdamW 每一步的步长大约就是 lr 本身，和梯度大小无关。`python -m diy.train` 发现 loss 变成 NaN 时会停下来，
-      告诉你是哪个学习率、建议调小多少。
+    - **太大**（3e-1）：每一步都冲过了头，loss 不降反升、剧烈震荡；lr = 10 时 loss 冲到几千。梯度裁剪也救不了：
+      AdamW 每一步的步长大约就是 lr 本身，和梯度大小无关（2.2 第 7 节）。
+    - **没有 NaN**：在这些运行里，loss 再大也还是有限的数（float32 最大能表示约 3.4e38）。NaN 要等到出现 inf − inf、0 / 0 这类运算才会冒出来，
+      这里没有发生。`python -m diy.train` 仍然每一步都检查：loss 一旦不是有限的数，它就停下来，告诉你是哪个学习率、建议调小多少。
 
     ## 5. 保存与读回：检查点
 
@@ -192,18 +210,77 @@ CELLS = [
     我们让模型在**一段**文字上训练到 loss ≈ 0——它把这段话背了下来，这叫**过拟合**（over-fitting）。
     在这里它正是我们想要的证明：数据 → token → batch → 前向 → loss → 反向 → 更新，整条链路是通的，模型「能学」。
 
-    真正训练语言模型时，目标是对**没见过**的文字也预测得好（泛化）。那时要留一份模型训练时看不到的验证集：
-    训练 loss 继续下降、验证 loss 却开始上升，就是过拟合了——模型在背训练集，而不是学语言的规律。
-    这段短文的模型换个开头就不会了，它只会这一段。
+    真正训练语言模型时，目标是对**没见过**的文字也预测得好（泛化）。那时要留一份训练时看不到的**验证集**。
+    我们也留了两句：风格、用字都和短文相近，但短文里没有。2.2 的那次训练在每次评估时，也顺便算了模型在这两句上的 loss。
+
+    **先猜一猜，再运行**：训练 loss 降到接近 0 的时候，没见过的句子上的 loss 是多少——比均匀瞎猜（ln 6400 ≈ 8.76）好还是差？
+    """),
+    code("""
+    run = course_run("clip")
+    print("留出的句子:", HELD_OUT)
+    print("其中有一句出现在短文里:", any(sentence in passage for sentence in HELD_OUT.split("。") if sentence))
+    print(" 步数  评估 loss（短文）  留出句子的 loss  留出句子的困惑度")
+    for step, seen, unseen in zip(run.history.eval_step, run.history.eval_loss, run.held_out_loss, strict=True):
+        print(f"{step:5} {seen:14.2f} {unseen:16.1f} {float(f'{math.exp(unseen):.2g}'):14,.0f}")   # 困惑度只取两位有效数字
+    lowest = min(run.held_out_loss)
+    print("留出句子的 loss 先降后升，最后比最低点高出 2 以上:", run.held_out_loss[-1] > lowest + 2)
+    print("最后比均匀瞎猜还差（高于 ln 6400）:", run.held_out_loss[-1] > math.log(6400))
+    """),
+    code("""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    history = run.history
+    ax.plot(history.step, history.train_loss, linewidth=1, label=zh_or_en("训练 loss（每步的 batch）", "train loss"))
+    ax.plot(history.eval_step, history.eval_loss, "o-", label=zh_or_en("评估 loss（短文）", "eval loss (the passage)"))
+    ax.plot(history.eval_step, run.held_out_loss, "s-", label=zh_or_en("留出句子的 loss（没见过）", "held-out loss (unseen)"))
+    ax.axhline(math.log(6400), color="gray", linestyle="--", label=zh_or_en("均匀瞎猜 ln 6400", "uniform guess ln 6400"))
+    ax.set_yscale("log")
+    ax.set_xlabel(zh_or_en("步数", "step"))
+    ax.set_ylabel(zh_or_en("loss（对数刻度）", "loss (log scale)"))
+    ax.set_title(zh_or_en("背下来了，但没学会别的", "Memorised, not generalised"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    plt.show()
+    """),
+    md("""
+    前十几步，留出句子的 loss 也在降：模型先学到了「哪些字常见、标点怎么用」这种对所有中文都成立的东西。之后短文的 loss 一路降到接近 0，
+    留出句子的 loss 却掉头往上，最后比均匀瞎猜还差——模型对没见过的句子「自信地猜错」。这就是过拟合在曲线上的样子：
+    训练集上越来越好，没见过的数据上越来越差。真正训练时，看到验证 loss 开始上升，就该停下来（或者换更多数据、更小的模型、更强的正则化）。
+
+    用生成来看同一件事：从短文里没有的开头续写。**先猜一猜，再运行**：模型会写出新的句子吗？
+    """),
+    code("""
+    # NBVAL_IGNORE_OUTPUT
+    openings = [HELD_OUT[:8], "从前有座山，山里"]
+    continuations = {}
+    for opening in openings:
+        out = greedy_continue(model, torch.tensor([tokenizer.encode(opening)]), 30)
+        continuations[opening] = tokenizer.decode(out[0, 8:])
+        print(opening, "→", continuations[opening].replace("\\n", "⏎"))
+    """),
+    code("""
+    def copied_share(text, n):
+        \"\"\"text 的 n 字片段里，原样出现在短文里的比例。\"\"\"
+        pieces = [text[i:i + n] for i in range(len(text) - n + 1)]
+        return sum(piece in passage for piece in pieces) / len(pieces)
+
+
+    for opening, text in continuations.items():
+        print(f"「{opening}」的续写：每个字都出现在短文里 {copied_share(text, 1) == 1}，"
+              f"八成以上的两字片段原样来自短文 {copied_share(text, 2) > 0.8}")
+    """),
+    md("""
+    它不会写新句子：不管开头是什么，续写用的都是短文里的字和词——要么直接接上短文的某一句背下去，要么把几段拼在一起、再反复打转。
+    模型只会这一段话；换个开头，它也只能把这段话搬出来。
 
     ## 小结
 
     你现在能：
     - 写出不用缓存的贪心续写（`eval()`、裁剪到 `max_seq_len`、最后一个位置 argmax、拼接）；
     - 证明模型学会了：训练前是乱码，训练后从开头 8 个字逐字背出整段，并以 `<eos>` 结束；
-    - 从 loss 曲线认出学习率太大、太小；
+    - 从 loss 曲线认出学习率太大、太小（太大时 loss 爆炸，但不一定变成 NaN）；
     - 用 `save_pretrained` / `from_pretrained` 保存、读回模型，logits 完全一致；
-    - 说清楚过拟合在这里和在真正训练中的不同意义。
+    - 用留出句子的 loss 和换个开头的续写，亲眼看到过拟合，说清楚它在这里和在真正训练中的不同意义。
 
     ## 第二步汇总
 
