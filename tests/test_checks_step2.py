@@ -418,7 +418,18 @@ def labels_keyword(model, optimizer, input_ids, max_grad_norm=1.0):
     return model(input_ids, labels=input_ids).item()
 
 
+def clip_after_step(model, optimizer, input_ids, max_grad_norm=1.0):
+    model.train()
+    loss = causal_lm_loss(model(input_ids), input_ids)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)  # too late
+    return loss.item()
+
+
 TRAIN_STEP_GAPS = {
+    "clipping after step()": (clip_after_step, "step() 之后"),
     "zero_grad between backward and step": (zero_grad_between, "backward() 和 step() 之间"),
     "optimizer.zero_grad without ()": (zero_grad_without_parentheses, "optimizer.zero_grad()"),
     "train() after the forward": (train_after_forward, "之后才调用"),

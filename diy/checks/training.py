@@ -108,8 +108,8 @@ def grad_mode_kept(name: str) -> None:
 # 2.2a  train_step(model, optimizer, input_ids, max_grad_norm) -> float
 # ---------------------------------------------------------------------------------------------
 
-def variant_step(model, optimizer, input_ids, max_grad_norm, *, zero_grad="before", step=True,
-                 clip=True, shift=1, clip_to=None):
+def variant_step(model, optimizer, input_ids, max_grad_norm, *, zero_grad=True, step=True,
+                 clip=True, shift=1, clip_to=None, clip_after_step=False):
     """The reference step with one thing changed: the known mistakes."""
     model.train()
     logits = model(input_ids)  # (B, L, V)
@@ -120,21 +120,22 @@ def variant_step(model, optimizer, input_ids, max_grad_norm, *, zero_grad="befor
                                                  input_ids.reshape(-1))
     else:  # shifted twice: a shifted pair handed to a loss that shifts again
         loss = causal_lm_loss(logits[:, :-1], input_ids[:, 1:])
-    if zero_grad == "before":
+    if zero_grad:
         optimizer.zero_grad()
     loss.backward()
-    if zero_grad == "between":  # after backward, before step: step sees zero gradients
-        optimizer.zero_grad()
-    if clip:
+    if clip and not clip_after_step:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_to or max_grad_norm)
     if step:
         optimizer.step()
+    if clip and clip_after_step:  # too late: step already used the unclipped gradient
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     return loss.item()
 
 
 STEP_MISTAKES = {  # checked in this order: the first whose numbers match names the mistake
-    "no_zero_grad": dict(zero_grad=None),
+    "no_zero_grad": dict(zero_grad=False),
     "no_step": dict(step=False),
+    "clip_after_step": dict(clip_after_step=True),
     "no_clip": dict(clip=False),
     "clip_hard_coded": dict(clip_to=1.0),
     "no_shift": dict(shift=0),
@@ -146,6 +147,9 @@ STEP_HINTS = {
                      "在 backward 之前调用 optimizer.zero_grad()（PyTorch 的梯度默认是累加的）。"),
     "no_step": ("参数一点没变：没有调用 optimizer.step()，loss 曲线会是平的。",
                 "在 loss.backward()（和梯度裁剪）之后调用 optimizer.step()。"),
+    "clip_after_step": ("梯度裁剪放在了 optimizer.step() 之后：这一步已经用没裁剪的梯度走完了，"
+                        "裁剪什么也没限制住。",
+                        "顺序是 backward() → clip_grad_norm_(...) → step()。"),
     "no_clip": ("没有裁剪梯度：参数更新和「先裁剪再 step」的参考不一样。",
                 "在 backward 之后、step 之前：torch.nn.utils.clip_grad_norm_(model.parameters(), "
                 "max_grad_norm)，用传进来的 max_grad_norm。"),
@@ -237,7 +241,8 @@ def check_training_step(train_step):
             if same_run(losses, model, expected, reference):
                 continue
             for mistake, flags in STEP_MISTAKES.items():
-                if mistake in ("no_clip", "clip_hard_coded") and max_grad_norm > 1e6:
+                if mistake in ("no_clip", "clip_hard_coded", "clip_after_step") and \
+                        max_grad_norm > 1e6:
                     continue  # without active clipping the two are the same
                 twin = small_model()
                 optimizer = torch.optim.AdamW(twin.parameters(), lr=3e-2)
