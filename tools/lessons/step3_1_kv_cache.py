@@ -195,13 +195,13 @@ CELLS = [
     md("""
     ## 4. 为什么更快：每个新 token 的耗时
 
-    给两种循环的每一步单独计时，生成 90 个 token。不用缓存时，第 t 步要把 8 + t 个 token 全部重算一遍；
+    给两种循环的每一步单独计时，生成 80 个 token。不用缓存时，第 t 步要把 8 + t 个 token 全部重算一遍；
     用缓存时每一步只送 1 个 token。机器上别的程序会随时抢走 CPU，单次计时里的尖刺是它们造成的，不是模型：
-    所以整段重复 3 遍，每一步取**最短**的那次（最接近这一步本身的耗时）。计时每次运行都不一样，自动测试不比较这一格的输出，结论在下一格打印。
+    所以整段跑 2 遍，每一步取**最短**的那次（最接近这一步本身的耗时）。计时每次运行都不一样，自动测试不比较这一格的输出，结论在下一格打印。
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
-    def time_each_token(step_fn, new_tokens=90, repeats=3):
+    def time_each_token(step_fn, new_tokens=80, repeats=2):
         best = [float("inf")] * new_tokens
         with torch.no_grad():
             for _ in range(repeats):
@@ -247,7 +247,7 @@ CELLS = [
     ax.plot(steps, no_cache_ms, label=zh_or_en("不用缓存（整段重算）", "no cache (whole sequence)"))
     ax.plot(steps, cache_ms, label=zh_or_en("KV cache（只算新 token）", "KV cache (new token only)"))
     ax.set_xlabel(zh_or_en("第 t 个新 token（step）", "new token t (step)"), fontsize=10)
-    ax.set_ylabel(zh_or_en("这一步的耗时（毫秒，3 次中最短）", "time of this step (ms, best of 3)"), fontsize=10)
+    ax.set_ylabel(zh_or_en("这一步的耗时（毫秒，2 次中较短的）", "time of this step (ms, best of 2)"), fontsize=10)
     ax.set_title(zh_or_en("每生成一个 token 要多久", "Time per generated token"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=9)
