@@ -114,11 +114,20 @@ CELLS = [
     | 起点 `starts` | `(B,)`，取值范围 `0 ≤ s ≤ N - seq_len` |
     | 返回的 `input_ids` | `(B, seq_len)`，dtype `long` |
 
-    要点：
-    1. `torch.randint(low, high, size, generator=generator)` **不包含** `high`：最后一个合法起点是 `N - seq_len`，所以 `high = N - seq_len + 1`；
-    2. 随机数从传进来的 `generator` 里取：同一个种子的 generator 就能取到同一个 batch，也不会打乱 notebook 别处的随机数；
+    **要满足的**：
+    1. 每个窗口都在文本之内，而且**每个**合法起点都可能被取到——包括让窗口正好到文本末尾的那个最后的起点；
+    2. 随机数只从传进来的 `generator` 里取：同一个种子的 generator 取到同一个 batch；同一个 generator 接着取，得到新的 batch；
+       notebook 别处的（全局）随机数不受影响；
     3. 不需要 `y`：和第一步一样，`causal_lm_loss` 会在内部错开一位，所以窗口本身既是输入也是 labels。
        （nanoGPT 的写法是取 `seq_len + 1` 长的窗口，返回 `x = w[:-1]`、`y = w[1:]`——那样也对，自检都接受。）
+
+    可参考的代码片段（只作提示，空白处自己填）：
+
+    ```python
+    starts = torch.randint(0, ____, (batch_size,), generator=generator)   # (B,)；注意 size 是元组
+    ```
+
+    **先猜一猜，再写**：`torch.randint(low, high, ...)` 取得到 `high` 吗？`N` 个 token、窗口长 `seq_len` 时，最后一个合法起点是多少？
     """),
     exercise(
         solution="""
@@ -162,13 +171,20 @@ CELLS = [
     print("……最后一个位置没有目标（它的下一个字不在窗口里）。")
     """),
     md("""
-    **先猜一猜，再运行**：用同一个种子的 generator 再取一次，结果一样吗？换一个种子呢？
+    **先猜一猜，再运行**：用同一个种子的 generator 再取一次，结果一样吗？换一个种子呢？同一个 generator 接着再取一次呢？
     """),
     code("""
     same = get_batch(tokens, 4, 16, torch.Generator().manual_seed(0))
     other = get_batch(tokens, 4, 16, torch.Generator().manual_seed(1))
     print("同一个种子，batch 相同:", torch.equal(batch, same))
     print("换一个种子，batch 相同:", torch.equal(batch, other))
+    generator = torch.Generator().manual_seed(0)
+    first, second = get_batch(tokens, 4, 16, generator), get_batch(tokens, 4, 16, generator)
+    print("同一个 generator 接着取第二次，batch 相同:", torch.equal(first, second))
+    """),
+    md("""
+    同一个种子从头开始，取到的 batch 一样——这就是可复现；同一个 generator 接着取，它的状态已经往前走了，取到的是新的 batch——
+    训练循环每一步要的正是这个。如果 `get_batch` 在里面重新设种子，每一步都会拿到同一个 batch（自检会抓住这种写法）。
     """),
     md("""
     ## 小结
