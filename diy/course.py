@@ -39,6 +39,19 @@ class Step:
 
 
 STEPS = (
+    Step(0, "第零步", "自己搭 DIYModel", (
+        Lesson("step0_1_norm", "0.1", "词嵌入与 RMSNorm", "15～20",
+               "`nn.Embedding` 按 id 取行、残差让尺度变大、自己写 RMSNorm（与 `torch.nn.RMSNorm`、"
+               "`LlamaRMSNorm` 相同）、与 LayerNorm 的区别", (
+                   Exercise("0.1", "check_rms_norm", ("RMSNorm",)),
+               )),
+        Lesson("step0_2_rope", "0.2", "RoPE 旋转位置编码", "25～35",
+               "注意力不知道顺序（置换实验）、`inv_freq` 与 cos 曲线、cos/sin 表、"
+               "`rotate_half`（前后两半 vs 相邻交错）、带缓存的偏移、点积只看 m − n", (
+                   Exercise("0.2a", "check_rotary", ("RotaryEmbedding",)),
+                   Exercise("0.2b", "check_apply_rotary", ("rotate_half", "apply_rotary")),
+               )),
+    )),
     Step(1, "第一步", "从 hidden_states 到 logits", (
         Lesson("step1_1_lm_head", "1.1", "加上 lm_head：从 hidden_states 到 logits", "15～20",
                "lm_head、logits 的含义、概率分布图、参数占比", (

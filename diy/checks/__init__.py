@@ -31,6 +31,12 @@ __all__ = ["check_lm_head", "check_next_token_loss", "check_backward", "check_tr
            "check_top_p", "check_sample_next_token", "check_left_pad", "check_position_ids",
            "check_my_generate", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
 
+# Step 0's checks (the backbone: RMSNorm, RoPE, attention, DIYModel), listed in step0.__all__.
+from . import step0  # noqa: E402
+from .step0 import *  # noqa: E402,F403
+
+__all__ += step0.__all__
+
 
 def check_function(exercise_id: str):
     """The self-check function of an exercise, looked up through the course registry."""
