@@ -124,3 +124,26 @@ def _import_file(path: Path, module_name: str):
 
 def _fail(problem: str, fix: str, gloss: str):
     raise DIYBackboneError(problem, fix, gloss)
+
+
+def active() -> BackboneSpec | None:
+    """The learner's backbone named by DIY_BACKBONE, or None for the course's reference."""
+    return BackboneSpec.from_env()
+
+
+def build_backbone(config: DIYConfig) -> nn.Module:
+    """The backbone the course runs on: the learner's (DIY_BACKBONE) or diy.model.DIYModel."""
+    spec = active()
+    if spec is None:
+        from .model import DIYModel
+
+        return DIYModel(config)
+    return spec.build(config)
+
+
+def describe() -> str:
+    """One line for every notebook: which backbone this run uses."""
+    spec = active()
+    if spec is None:
+        return "骨干网络：课程的参考实现 diy.DIYModel"
+    return f"骨干网络：你的 {spec.path.name}:{spec.class_name}（来自 {ENV}）"
