@@ -24,6 +24,7 @@ CELLS = [
     import math
 
     import matplotlib.pyplot as plt
+    import numpy as np
     import torch
     from matplotlib.ticker import MaxNLocator
 
@@ -284,13 +285,19 @@ CELLS = [
     """),
     md("""
     画出来。纵轴用**对数刻度**：loss 从 8.8 降到 0.01，跨了近三个数量级，普通刻度下后半段会挤成一条贴着 0 的线。
-    灰色虚线是起点 ln 6400（「均匀瞎猜」的 loss，困惑度 6400），绿色点线是目标 0.05（困惑度 ≈ 1.05）。
+    灰色虚线是起点 ln 6400（「均匀瞎猜」的 loss，困惑度 6400），绿色点线是目标 0.05（困惑度 ≈ 1.05）；右边的纵轴把同一条曲线读成困惑度。
     """),
     code("""
     fig = plot_loss_curve(history)
     ax = fig.axes[0]
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=10)
+    # 右边的纵轴：同一条曲线读成困惑度 e^loss（clip 只是避免极端值溢出）
+    perplexity_axis = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.clip(x, -50, 50)),
+                                                             lambda p: np.log(np.clip(p, 1e-300, None))))
+    perplexity_axis.set_yscale("log")
+    perplexity_axis.set_ylabel(zh_or_en("困惑度 e^loss（对数刻度）", "perplexity e^loss (log scale)"))
+    fig.tight_layout()
     plt.show()
     """),
     md("""
