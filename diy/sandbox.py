@@ -105,6 +105,7 @@ def sandbox_view(folder: Path, home: str | None = None, caches=()) -> list[Mount
             view.append(Mount("symlink", top, os.readlink(top)))
         elif os.path.isdir(top):
             view.append(Mount("ro-bind", top))
+    # The few other files a kernel reads (found with strace -f -e trace=file on graded kernels):
     for path in (
         "/etc/ld.so.cache",  # the dynamic loader's index of the system libraries
         "/etc/nsswitch.conf",  # where the C library looks users up (the passwd file below)
@@ -137,10 +138,10 @@ def sandbox_view(folder: Path, home: str | None = None, caches=()) -> list[Mount
     view += [Mount("ro-bind", path) for path in python_paths()]
     # The diy package: its folder only, never the checkout around it (notebooks, submissions an
     # instructor keeps in the repository, tests). It reads nothing outside its folder.
-    view.append(Mount("ro-bind", str(diy_package_folder())))
+    view += [Mount("ro-bind", path) for path in both_spellings(diy_package_folder())]
     # The caches the grader prepared (the trained course model), read-only.
-    view += [Mount("ro-bind", str(Path(cache).resolve())) for cache in caches
-             if os.path.isdir(cache)]
+    view += [Mount("ro-bind", path) for cache in caches if os.path.isdir(cache)
+             for path in both_spellings(cache)]
     return view
 
 
@@ -172,8 +173,8 @@ def diy_package_folder() -> Path:
 
     spec = find_spec("diy")
     if spec is not None and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0]).resolve()
-    return Path(__file__).resolve().parent
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).parent
 
 
 def python_paths() -> list[str]:
@@ -181,7 +182,7 @@ def python_paths() -> list[str]:
     sys.base_prefix (the installation it was made from), the interpreter's real path, and each
     folder on sys.path (site-packages, folders .pth files add) — except the checkout that holds
     the diy package (legacy editable installs put it on sys.path; diy alone is mounted)."""
-    checkout = str(diy_package_folder().parent)
+    checkout = os.path.realpath(diy_package_folder().parent)
     paths = set()
     for path in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                  sys.executable, *sys.path):

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -84,12 +83,6 @@ def test_the_launcher_limits_memory_not_address_space():
                                           "MemoryError"]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="no resource limits on Windows")
-def test_the_launcher_stops_a_cpu_hog():
-    out = launch(sandbox.Limits(cpu_seconds=1), "while True:\n    pass")
-    assert out.returncode == -signal.SIGXCPU
-
-
 # --------------------------------------------------------------------------- the view
 
 def test_the_view_shows_diy_but_not_its_checkout_and_hides_every_home(tmp_path):
@@ -125,14 +118,15 @@ def test_bwrap_mounts_parents_first_and_only_the_folder_stays_writable(tmp_path)
 
 # --------------------------------------------------------------------------- a class in bwrap
 
-# Copies another learner's exercise cell: finds the class folder's notebooks and execs alice's.
+# Copies another learner's answer: finds the class folder's notebooks and execs the code of
+# alice's exercise cell (what follows her "# answer" line, when she has one).
 COPY_FROM_CLASSMATE = """
 import glob, json
 for path in glob.glob("CLASS/**/*.ipynb", recursive=True):
     if "alice" in path:
         cells = json.load(open(path, encoding="utf-8"))["cells"]
         exec("".join(next(c["source"] for c in cells
-                          if "exercise" in c["metadata"].get("tags", []))))
+                          if "exercise" in c["metadata"].get("tags", []))).split("# answer\\n")[-1])
 """
 # Reads an answer the instructor keeps in their home folder.
 READ_INSTRUCTORS_FILE = """
@@ -143,8 +137,8 @@ except OSError:
 """
 # Looks around: nothing writable outside its folder, no network, no secret, and no file to see
 # outside its folder, the Python installation, the diy package and the caches. It stands at the
-# top of the exercise cell, so a failed assertion leaves the exercise undone (the check does
-# not pass).
+# top of alice's exercise cell, before her (correct) code: a failed assertion leaves the
+# exercise undone, and the check does not pass.
 LOOK_AROUND = """
 import importlib.util, os, pathlib, socket, sys
 escaped = []
@@ -177,9 +171,9 @@ assert not seen, seen[:5]
 
 @pytest.fixture(scope="module")
 def sandboxed_class(tmp_path_factory):
-    """alice (a correct solution), mallory (copies alice), oscar (reads the instructor's file)
-    and eve (looks around), graded with --sandbox on by an instructor whose HOME is a temporary
-    folder holding the answer oscar looks for."""
+    """alice (a correct solution that looks around first) and mallory (tries to copy alice's
+    answer, then to read the answer the instructor keeps in HOME), graded with --sandbox on by
+    an instructor whose HOME is a temporary folder."""
     base = tmp_path_factory.mktemp("isolation")
     folder, home = base / "class", base / "home"
     planted = home / "answers" / f"{SMALL}.py"
@@ -190,11 +184,11 @@ def sandboxed_class(tmp_path_factory):
     target = f"diy-escape-{uuid.uuid4().hex}"
     look = LOOK_AROUND.replace("TARGET", target)
     sources = {
-        "mallory": with_exercise(stub + COPY_FROM_CLASSMATE.replace("CLASS", str(folder))),
-        "oscar": with_exercise(stub + READ_INSTRUCTORS_FILE.replace("PLANTED", str(planted))),
-        "eve": with_exercise(look.replace("CLASS", str(folder)).replace("GRADER_HOME", str(home))
-                             .replace("CHECKOUT", str(ROOT)) + solution),
-        "alice": minimal_lesson_notebook(SMALL, True),
+        "alice": with_exercise(look.replace("CLASS", str(folder))
+                               .replace("GRADER_HOME", str(home))
+                               .replace("CHECKOUT", str(ROOT)) + "# answer\n" + solution),
+        "mallory": with_exercise(stub + COPY_FROM_CLASSMATE.replace("CLASS", str(folder))
+                                 + READ_INSTRUCTORS_FILE.replace("PLANTED", str(planted))),
     }
     for learner, nb in sources.items():
         (folder / learner).mkdir(parents=True)
@@ -207,34 +201,22 @@ def sandboxed_class(tmp_path_factory):
 
 
 @needs_bwrap
-def test_a_correct_submission_passes_in_the_sandbox(sandboxed_class):
+def test_a_correct_submission_passes_and_sees_nothing_outside_its_folder(sandboxed_class):
     row = sandboxed_class["rows"]["alice"]
     assert row["status"] == "pass", (row, sandboxed_class["out"].stderr[-2000:])
-
-
-@needs_bwrap
-def test_a_submission_cannot_find_or_read_another_one(sandboxed_class):
-    row = sandboxed_class["rows"]["mallory"]
-    assert (row["exercise"], row["status"]) == ("1.1", "todo") and "占位代码" in row["hint"]
-
-
-@needs_bwrap
-def test_the_instructors_home_is_invisible(sandboxed_class):
-    row = sandboxed_class["rows"]["oscar"]
-    assert (row["exercise"], row["status"]) == ("1.1", "todo") and "占位代码" in row["hint"]
-
-
-@needs_bwrap
-def test_nothing_outside_its_folder_is_visible_or_writable_and_no_network(sandboxed_class):
-    row = sandboxed_class["rows"]["eve"]
-    assert row["status"] == "pass", row["hint"]
     assert not (sandboxed_class["folder"] / "escaped.txt").exists()
     assert not os.path.exists(f"/tmp/{sandboxed_class['target']}")
 
 
+@needs_bwrap
+def test_a_submission_cannot_read_another_one_or_the_instructors_files(sandboxed_class):
+    row = sandboxed_class["rows"]["mallory"]
+    assert (row["exercise"], row["status"]) == ("1.1", "todo") and "占位代码" in row["hint"]
+
+
 def test_the_cheats_work_where_the_files_are_visible(tmp_path):
-    """Outside a sandbox the two cheating cells above do get the answer: the sandbox tests fail
-    if the sandbox lets them see the files."""
+    """Outside a sandbox each of mallory's two cheats gets the answer on its own: the sandbox
+    test fails if the sandbox lets either see its file."""
     nb = minimal_lesson_notebook(SMALL, True)
     (tmp_path / "alice").mkdir()
     nbformat.write(nb, tmp_path / "alice" / f"{SMALL}.ipynb")
