@@ -98,7 +98,8 @@ CELLS = [
         penalised = model.generate(lamp, max_new_tokens=40, repetition_penalty=penalty)
         if not torch.equal(penalised, plain_text):
             break
-    fork = int((penalised[0] != plain_text[0]).nonzero()[0])   # 第一个不同的位置
+    differ = (penalised[0] != plain_text[0]).nonzero()
+    fork = int(differ[0]) if len(differ) else plain_text.shape[1] - 1   # 第一个不同的位置
     print(f"不加惩罚:            {tokenizer.decode(plain_text[0]).replace(chr(10), '⏎')}")
     print(f"repetition_penalty={penalty}: {tokenizer.decode(penalised[0]).replace(chr(10), '⏎')}")
     with torch.no_grad():
