@@ -364,11 +364,21 @@ def prepare_isolation(args, notebooks) -> Isolation:
 
     matplotlib.use("Agg")
     import matplotlib.font_manager  # noqa: F401 - builds the font list if missing
+    import torch
 
     from .course_model import cache_folder, course_model
 
-    if any("course_model(" in p.read_text(encoding="utf-8", errors="replace")
-           for p, _ in notebooks):
+    # The kernels run torch on one thread (OMP_NUM_THREADS=1), and the cache's entries are per
+    # thread count (it changes the float sums): prepare them on one thread too, or no kernel
+    # would find them.
+    torch.set_num_threads(1)
+    sources = [p.read_text(encoding="utf-8", errors="replace") for p, _ in notebooks]
+    if any("course_run(" in text for text in sources):
+        from .course_runs import RECIPES, course_run
+
+        for recipe in RECIPES:  # each recorded once (15-20 s) if the cache has no record yet
+            course_run(recipe)
+    if any("course_model(" in text for text in sources):
         course_model()  # trains once (about 13 s) if the cache has no model yet
     extra, caches = {}, ()
     if cache_folder().is_dir():  # the course model (and whatever else diy caches), read-only
