@@ -51,6 +51,24 @@ STEPS = (
                    Exercise("0.2a", "check_rotary", ("RotaryEmbedding",)),
                    Exercise("0.2b", "check_apply_rotary", ("rotate_half", "apply_rotary")),
                )),
+        Lesson("step0_3_attention", "0.3", "因果自注意力与 KV cache", "30～40",
+               "`q_proj`/`k_proj`/`v_proj`/`o_proj`、分头的 view/transpose、√D、"
+               "因果与 padding mask、与 SDPA 和 `LlamaAttention` 相同、真实句子上的注意力热力图、"
+               "KV cache、dropout", (
+                   Exercise("0.3a", "check_causal_mask", ("causal_mask",)),
+                   Exercise("0.3b", "check_attention", ("DIYAttention",)),
+               )),
+        Lesson("step0_4_model", "0.4", "SwiGLU、解码层与完整的 DIYModel", "25～35",
+               "SwiGLU 与 704、pre-norm 解码层、`DIYModel` 的构造与 forward、"
+               "手算 3,245,312 个参数、`strict=True` 装进参考权重并与 `LlamaModel` 相同、"
+               "`[layer] * n`、导出你自己的 `DIYModel.py` 并跑符合性检查", (
+                   Exercise("0.4a", "check_backbone_parts",
+                            ("RMSNorm", "RotaryEmbedding", "rotate_half", "apply_rotary",
+                             "causal_mask", "DIYAttention")),
+                   Exercise("0.4b", "check_mlp", ("DIYMLP",)),
+                   Exercise("0.4c", "check_decoder_layer", ("DIYDecoderLayer",)),
+                   Exercise("0.4d", "check_diy_model", ("DIYModel",)),
+               )),
     )),
     Step(1, "第一步", "从 hidden_states 到 logits", (
         Lesson("step1_1_lm_head", "1.1", "加上 lm_head：从 hidden_states 到 logits", "15～20",

@@ -8,7 +8,11 @@ from torch import nn
 from diy.checks import (
     check_apply_rotary,
     check_attention,
+    check_backbone_parts,
     check_causal_mask,
+    check_decoder_layer,
+    check_diy_model,
+    check_mlp,
     check_rms_norm,
     check_rotary,
 )
@@ -435,3 +439,203 @@ def test_attention_correct_alternatives_pass(capsys, cls):
 def test_attention_placeholder(capsys):
     assert check_attention(placeholder) is s0.ReferenceAttention
     assert verdict(capsys).startswith("⏳ 练习 0.3b 待完成")
+
+
+# ------------------------------------------------------------------------------- 0.4 DIYModel
+# The lesson's own solution code, and mistakes made by editing one line of it.
+
+def solution_code() -> str:
+    from tools.lessons import step0_4_model
+
+    return "\n\n".join(c.source for c in step0_4_model.CELLS if c.stub is not None)
+
+
+PRELUDE = "import math\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+
+
+def learner_namespace(*edits, filename="<step0_4 cell>"):
+    """Execute the solution (with ``edits``: (old, new) replacements) as notebook code: a
+    __main__ namespace whose source linecache knows, as IPython's cells are."""
+    import linecache
+
+    code = solution_code()
+    for old, new in edits:
+        assert old in code, old
+        code = code.replace(old, new)
+    source = PRELUDE + code
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - the lesson's own code
+    return namespace
+
+
+PARTS = ("RMSNorm", "RotaryEmbedding", "rotate_half", "apply_rotary", "causal_mask",
+         "DIYAttention")
+
+
+def test_parts_solution_passes_and_a_broken_part_is_named(capsys):
+    ns = learner_namespace()
+    parts = tuple(ns[n] for n in PARTS)
+    passes(capsys, check_backbone_parts(*parts), parts, "0.4a")
+    broken = learner_namespace(("return torch.cat((-x2, x1), dim=-1)",
+                                "return torch.cat((x2, -x1), dim=-1)"))
+    reference = (s0.ReferenceRMSNorm, s0.ReferenceRotaryEmbedding, s0.reference_rotate_half,
+                 s0.reference_apply_rotary, s0.reference_causal_mask, s0.ReferenceAttention)
+    assert_caught(capsys, check_backbone_parts(*(broken[n] for n in PARTS)), reference, "0.4a",
+                  "rotate_half（0.2b）")
+    assert check_backbone_parts(*([placeholder] * 6)) == reference
+    assert verdict(capsys).startswith("⏳ 练习 0.4a 待完成")
+
+
+MLP_LINE = "return self.down_proj(gate * self.up_proj(x))"
+MLP_MISTAKES = {
+    "silu on up": ([("gate = F.silu(self.gate_proj(x))", "gate = self.gate_proj(x)"),
+                    (MLP_LINE, "return self.down_proj(gate * F.silu(self.up_proj(x)))")],
+                   "up_proj 上"),
+    "no silu": ([("gate = F.silu(self.gate_proj(x))", "gate = self.gate_proj(x)")], "没有 silu"),
+    "gelu": ([("gate = F.silu(self.gate_proj(x))", "gate = F.gelu(self.gate_proj(x))")], "GELU"),
+    "silu after the product": ([("gate = F.silu(self.gate_proj(x))", "gate = self.gate_proj(x)"),
+                                (MLP_LINE,
+                                 "return self.down_proj(F.silu(gate * self.up_proj(x)))")],
+                               "乘积之后"),
+    "bias": ([("self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)",
+               "self.up_proj = nn.Linear(hidden_size, intermediate_size)")], "bias"),
+}
+
+
+@pytest.mark.parametrize("mistake", MLP_MISTAKES)
+def test_mlp_mistakes(capsys, mistake):
+    edits, words = MLP_MISTAKES[mistake]
+    assert_caught(capsys, check_mlp(learner_namespace(*edits)["DIYMLP"]), s0.ReferenceMLP,
+                  "0.4b", words)
+
+
+def test_mlp_other_names(capsys):
+    class MLP(nn.Module):
+        def __init__(self, hidden_size, intermediate_size):
+            super().__init__()
+            self.w1 = nn.Linear(hidden_size, intermediate_size, bias=False)
+            self.w3 = nn.Linear(hidden_size, intermediate_size, bias=False)
+            self.w2 = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+        def forward(self, x):
+            return self.w2(torch.nn.functional.silu(self.w1(x)) * self.w3(x))
+
+    assert_caught(capsys, check_mlp(MLP), s0.ReferenceMLP, "0.4b", "gate_proj")
+
+
+RESIDUAL_1 = "x = x + self.dropout(h)                                           # (B, L, C)"
+RESIDUAL_2 = "x = x + self.dropout(self.mlp(self.post_attention_layernorm(x)))  # (B, L, C)"
+ATTN_CALL = "h, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past_kv)"
+LAYER_MISTAKES = {
+    "post-norm": ([(ATTN_CALL, "h, present = self.self_attn(x, cos, sin, mask, past_kv)"),
+                   (RESIDUAL_1, "x = self.input_layernorm(x + self.dropout(h))"),
+                   (RESIDUAL_2,
+                    "x = self.post_attention_layernorm(x + self.dropout(self.mlp(x)))")],
+                  "post-norm"),
+    "residual normalised": ([(ATTN_CALL, "x = self.input_layernorm(x)\n        h, present = "
+                              "self.self_attn(x, cos, sin, mask, past_kv)")],
+                            "残差加在了归一化之后"),
+    "no residual": ([(RESIDUAL_1, "x = self.dropout(h)"),
+                     (RESIDUAL_2, "x = self.dropout(self.mlp(self.post_attention_layernorm(x)))")],
+                    "没有残差"),
+    "norms swapped": ([(ATTN_CALL, ATTN_CALL.replace("input_layernorm",
+                                                     "post_attention_layernorm")),
+                       (RESIDUAL_2, RESIDUAL_2.replace("post_attention_layernorm",
+                                                       "input_layernorm"))], "用反了"),
+    "one norm twice": ([(RESIDUAL_2, RESIDUAL_2.replace("post_attention_layernorm",
+                                                        "input_layernorm"))],
+                       "post_attention_layernorm 没用上"),
+    "other names": ([("self.self_attn", "self.attn")], "self_attn"),
+    "dropout in eval": ([(RESIDUAL_1, "x = x + F.dropout(h, p=0.1)")], "eval"),
+    "present dropped": ([("return x, present\n", "return x, None\n")], "present"),
+    "past_kv not passed": ([(ATTN_CALL, ATTN_CALL.replace("mask, past_kv)", "mask)"))],
+                           "past_kv 没有交给注意力"),
+}
+
+
+@pytest.mark.parametrize("mistake", LAYER_MISTAKES)
+def test_layer_mistakes(capsys, mistake):
+    edits, words = LAYER_MISTAKES[mistake]
+    assert_caught(capsys, check_decoder_layer(learner_namespace(*edits)["DIYDecoderLayer"]),
+                  s0.ReferenceDecoderLayer, "0.4c", words)
+
+
+LAYERS = ("self.layers = nn.ModuleList(\n"
+          "            DIYDecoderLayer(hidden_size, num_heads, intermediate_size, dropout) "
+          "for _ in range(num_layers))")
+MODEL_MISTAKES = {
+    "[layer] * n": ([(LAYERS, "self.layers = nn.ModuleList([DIYDecoderLayer(hidden_size, "
+                      "num_heads, intermediate_size, dropout)] * num_layers)")], "[layer] * n"),
+    "Python list": ([(LAYERS, "self.layers = [DIYDecoderLayer(hidden_size, num_heads, "
+                      "intermediate_size, dropout) for _ in range(num_layers)]")], "Python 列表"),
+    "no final norm": ([("self.norm = RMSNorm(hidden_size)", "pass"),
+                       ("hidden_states = self.norm(x)", "hidden_states = x")], "忘了 norm"),
+    "other names": ([("self.layers", "self.blocks")], "名字"),
+    "RoPE tables saved": ([('persistent=False)                 # (T, D)', ')')], "RoPE 的表"),
+    "no cache offset": ([("cos, sin = self.rotary(past_len, L)",
+                          "cos, sin = self.rotary(0, L)")],
+                        "接在缓存后面"),
+    "no init": ([("self.apply(self._init_weights)", "pass")], "N(0, 0.02)"),
+    "presents always": ([("        if use_cache:\n            return hidden_states, presents\n",
+                          "        return hidden_states, presents\n")], "只返回 hidden_states"),
+    "presents missing": ([("return hidden_states, presents", "return hidden_states")],
+                         "(hidden_states, presents)"),
+    "a detached embedding": ([("x = self.embed_tokens(input_ids)  ",
+                               "x = self.embed_tokens(input_ids).detach()  ")], "梯度"),
+    "wrong constructor": ([("def __init__(self, vocab_size, num_layers, hidden_size, num_heads, "
+                            "max_seq_len, dropout):", "def __init__(self, config):")],
+                          "六个位置参数"),
+}
+
+
+@pytest.mark.parametrize("mistake", MODEL_MISTAKES)
+def test_model_mistakes(capsys, mistake):
+    edits, words = MODEL_MISTAKES[mistake]
+    assert_caught(capsys, check_diy_model(learner_namespace(*edits)["DIYModel"]),
+                  s0.reference_model.DIYModel, "0.4d", words)
+
+
+@pytest.mark.parametrize("variant", ["solution", "reference", "sdpa attention"])
+def test_model_correct_alternatives_pass(capsys, variant):
+    if variant == "reference":
+        cls = s0.reference_model.DIYModel
+    elif variant == "solution":
+        cls = learner_namespace()["DIYModel"]
+    else:
+        cls = learner_namespace(("weights = F.dropout(scores.softmax(dim=-1), p=self.dropout, "
+                                 "training=self.training)", "weights = None"), (
+            "y = (weights @ v).transpose(1, 2).reshape(B, L, C)",
+            "y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout "
+            "if self.training else 0.0).transpose(1, 2).reshape(B, L, C)"))["DIYModel"]
+    passes(capsys, check_diy_model(cls), cls, "0.4d")
+
+
+def test_solution_layer_and_mlp_pass(capsys):
+    ns = learner_namespace()
+    passes(capsys, check_mlp(ns["DIYMLP"]), ns["DIYMLP"], "0.4b")
+    passes(capsys, check_decoder_layer(ns["DIYDecoderLayer"]), ns["DIYDecoderLayer"], "0.4c")
+
+
+def test_exported_solution_backbone_passes_conformance(tmp_path, capsys):
+    """The learner's classes, written to DIYModel.py by the lesson's export, pass every required
+    item of the course's conformance check (and transformers parity)."""
+    from diy.backbone import BackboneSpec
+    from diy.conformance import passed, run
+
+    ns = learner_namespace()
+    path = tmp_path / "DIYModel.py"
+    assert s0.export_backbone([ns[n] for n in (*PARTS, "DIYMLP", "DIYDecoderLayer", "DIYModel")],
+                              path)
+    assert verdict(capsys).startswith("✅ 写出了")
+    text = path.read_text(encoding="utf-8")
+    assert "class DIYModel(nn.Module):" in text and "def rotate_half(x):" in text
+    items = run(BackboneSpec.parse(str(path)))
+    assert passed(items), [item.render() for item in items]
+    assert {item.name for item in items if not item.ok} == {"attention_mask"}
+
+
+def test_export_refuses_the_references(tmp_path, capsys):
+    path = tmp_path / "DIYModel.py"
+    assert not s0.export_backbone([s0.ReferenceRMSNorm, s0.reference_model.DIYModel], path)
+    assert verdict(capsys).startswith("⏳ 还不能导出") and not path.exists()

@@ -8,10 +8,15 @@ passed, the reference otherwise, so the notebook runs on either way.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import linecache
 import math
 import warnings
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import model as reference_model
@@ -810,5 +815,519 @@ def _check_attention_once(DIYAttention, hidden_size, num_heads, dropout) -> None
                              "对注意力权重做 dropout：F.dropout(weights, p=self.dropout, training=self.training)。")
 
 
+
+
+# ---------------------------------------------------------------------- 0.4a parts, re-checked
+
+def check_backbone_parts(RMSNorm, RotaryEmbedding, rotate_half, apply_rotary, causal_mask,
+                         DIYAttention):
+    """Check exercise 0.4a (the parts of 0.1–0.3 pasted in); return the six to use from here on."""
+    parts = (RMSNorm, RotaryEmbedding, rotate_half, apply_rotary, causal_mask, DIYAttention)
+    reference = (ReferenceRMSNorm, ReferenceRotaryEmbedding, reference_rotate_half,
+                 reference_apply_rotary, reference_causal_mask, ReferenceAttention)
+
+    def body() -> str:
+        for name, lesson, test in (
+                ("RMSNorm", "0.1", lambda: _check_rms_norm_once(RMSNorm, 256)),
+                ("RotaryEmbedding", "0.2a", lambda: _check_rotary_once(RotaryEmbedding, 64, 128, 10000.0)),
+                ("rotate_half", "0.2b", lambda: _check_rotate_half(rotate_half)),
+                ("apply_rotary", "0.2b", lambda: _check_apply_rotary(apply_rotary)),
+                ("causal_mask", "0.3a", lambda: [_check_mask_once(causal_mask, *case, 3) for case in (
+                    (None, 0, 6), (None, 4, 3), (torch.tensor([9, 7]), 4, 5))]),
+                ("DIYAttention", "0.3b", lambda: _check_attention_once(DIYAttention, 32, 4, 0.1))):
+            try:
+                test()
+            except Todo as todo:
+                raise Todo(f"{name}（{lesson}）：{todo}") from None
+            except Failed as failed:
+                raise Failed(f"{name}（{lesson}）：{failed.problem}", failed.fix) from None
+        return "RMSNorm、RotaryEmbedding、rotate_half、apply_rotary、causal_mask、DIYAttention 都再次通过了 0.1～0.3 的自检。"
+
+    return run_check("0.4a", body, parts, reference)
+
+
+# --------------------------------------------------------------------------------- 0.4b MLP
+
+class ReferenceMLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+MLP_NAMES = ("gate_proj.weight", "up_proj.weight", "down_proj.weight")
+MLP_HINTS = {
+    "silu_on_up": ("silu 加在了 up_proj 上：门控（gate_proj）那一路才过 silu。",
+                   "down_proj(F.silu(gate_proj(x)) * up_proj(x))。"),
+    "no_silu": ("没有 silu：两路直接相乘（那是不带激活的 bilinear）。", "down_proj(F.silu(gate_proj(x)) * up_proj(x))。"),
+    "gelu": ("激活函数用的是 GELU，Llama 的 SwiGLU 用 SiLU。", "F.silu(gate_proj(x))（= x * sigmoid(x)）。"),
+    "relu": ("激活函数用的是 ReLU，Llama 的 SwiGLU 用 SiLU。", "F.silu(gate_proj(x))。"),
+    "sigmoid": ("门用的是 sigmoid（GLU），SwiGLU 用 silu（x · sigmoid(x)）。", "F.silu(gate_proj(x))。"),
+    "silu_after": ("silu 加在了乘积之后：应只作用在 gate_proj 那一路。", "down_proj(F.silu(gate_proj(x)) * up_proj(x))。"),
+    "no_up": ("没有用 up_proj：SwiGLU 是两路（gate、up）相乘。", "down_proj(F.silu(gate_proj(x)) * up_proj(x))。"),
+}
+
+
+def check_mlp(DIYMLP):
+    """Check exercise 0.4b; return the MLP class to use from here on."""
+
+    def body() -> str:
+        for C, F_ in ((32, 96), (256, 704)):
+            _check_mlp_once(DIYMLP, C, F_)
+        return ("gate_proj、up_proj (C → 704)、down_proj (704 → C) 都不带 bias；"
+                "输出 = down_proj(silu(gate_proj(x)) * up_proj(x))；MLP 参数 540,672 个。")
+
+    return run_check("0.4b", body, DIYMLP, ReferenceMLP)
+
+
+def _check_mlp_once(DIYMLP, C, F_):
+    if DIYMLP is None:
+        raise Todo("DIYMLP 还没有定义。")
+
+    def diagnose(exc):
+        if isinstance(exc, TypeError) and "argument" in str(exc):
+            return (f"构造 DIYMLP({C}, {F_}) 失败：{exc}。", "__init__(self, hidden_size, intermediate_size)。")
+        return None
+
+    mlp = call_learner(DIYMLP, C, F_, name="DIYMLP(...)", diagnose=diagnose)
+    if not isinstance(mlp, nn.Module):
+        raise Failed(f"DIYMLP(...) 得到的是 {describe(mlp)}，应是 nn.Module。", "class DIYMLP(nn.Module): ...")
+    state = mlp.state_dict()
+    if any(k.endswith("bias") for k in state):
+        raise Failed("MLP 的线性层带了 bias。", "nn.Linear(..., bias=False)：Llama 的 MLP 不带 bias。")
+    if set(state) != set(MLP_NAMES):
+        raise Failed(f"参数的名字是 {sorted(state)}，应为 {list(MLP_NAMES)}。",
+                     "self.gate_proj、self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)；"
+                     "self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)。")
+    for name, want in (("gate_proj.weight", (F_, C)), ("up_proj.weight", (F_, C)), ("down_proj.weight", (C, F_))):
+        if tuple(state[name].shape) != want:
+            raise Failed(f"{name} 的形状是 {tuple(state[name].shape)}，应为 {want}"
+                         f"（hidden_size={C}，intermediate_size={F_}）。",
+                         "gate/up：nn.Linear(hidden_size, intermediate_size)；down：nn.Linear(intermediate_size, hidden_size)。")
+    w = {k: v.detach() for k, v in state.items()}
+    g = torch.Generator().manual_seed(C)
+    x = torch.randn(2, 5, C, generator=g)
+    before = x.clone()
+    with torch.no_grad():
+        out = _tensor(call_learner(mlp, x, name="DIYMLP.forward"), "DIYMLP.forward")
+    _unchanged(before, x, "DIYMLP.forward")
+    _shape(out, x.shape, "输出", "down_proj 把 intermediate_size 变回 hidden_size。")
+    gate, up = x @ w["gate_proj.weight"].T, x @ w["up_proj.weight"].T
+    down = w["down_proj.weight"].T
+    if not _close(out, (F.silu(gate) * up) @ down, 1e-5):
+        name = mistake_matcher(out, {
+            "silu_on_up": (gate * F.silu(up)) @ down, "no_silu": (gate * up) @ down,
+            "gelu": (F.gelu(gate) * up) @ down, "relu": (F.relu(gate) * up) @ down,
+            "sigmoid": (torch.sigmoid(gate) * up) @ down, "silu_after": F.silu(gate * up) @ down,
+            "no_up": F.silu(gate) @ down}, atol=1e-5)
+        if name is not None:
+            raise Failed(*MLP_HINTS[name])
+        raise Failed("输出与 down_proj(silu(gate_proj(x)) * up_proj(x)) 不同。",
+                     "down_proj(F.silu(gate_proj(x)) * up_proj(x))。")
+
+
+# ------------------------------------------------------------------------ 0.4c decoder layer
+
+class ReferenceDecoderLayer(nn.Module):
+    """Pre-norm: x + dropout(attn(norm(x))), then x + dropout(mlp(norm(x)))."""
+
+    def __init__(self, hidden_size, num_heads, intermediate_size, dropout=0.0, eps=EPS):
+        super().__init__()
+        self.input_layernorm = ReferenceRMSNorm(hidden_size, eps)
+        self.self_attn = ReferenceAttention(hidden_size, num_heads, dropout)
+        self.post_attention_layernorm = ReferenceRMSNorm(hidden_size, eps)
+        self.mlp = ReferenceMLP(hidden_size, intermediate_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, cos, sin, mask, past_kv=None):
+        h, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past_kv)
+        x = x + self.dropout(h)  # (B, L, C)
+        x = x + self.dropout(self.mlp(self.post_attention_layernorm(x)))  # (B, L, C)
+        return x, present
+
+
+LAYER_NAMES = ("input_layernorm.weight", "post_attention_layernorm.weight",
+               *(f"self_attn.{n}" for n in ATTENTION_NAMES), *(f"mlp.{n}" for n in MLP_NAMES))
+LAYER_HINTS = {
+    "post_norm": ("这是 post-norm（先加残差再归一化）：课程和 Llama 用 pre-norm，残差这条路本身不归一化。",
+                  "x = x + dropout(self_attn(input_layernorm(x), ...))；再 x = x + dropout(mlp(post_attention_layernorm(x)))。"),
+    "normed_residual": ("残差加在了归一化之后的 x 上：残差这条路本身不该归一化。",
+                        "h = self.input_layernorm(x) 只交给子层；残差用原来的 x：x = x + dropout(attn_out)。"),
+    "no_residual": ("没有残差：子层的输出直接替换了 x。", "x = x + dropout(子层输出)：两个子层都要加回 x。"),
+    "swapped_norms": ("两个 RMSNorm 用反了：注意力前是 input_layernorm，MLP 前是 post_attention_layernorm。",
+                      "self_attn(self.input_layernorm(x))；mlp(self.post_attention_layernorm(x))。"),
+    "one_norm": ("MLP 前也用了 input_layernorm（post_attention_layernorm 没用上）。",
+                 "mlp(self.post_attention_layernorm(x))。"),
+    "parallel": ("MLP 用的是进入这一层时的 x（并行），不是加完注意力残差之后的 x。",
+                 "先 x = x + attn_out，再用新的 x：x = x + mlp(post_attention_layernorm(x))。"),
+}
+
+
+def check_decoder_layer(DIYDecoderLayer):
+    """Check exercise 0.4c; return the decoder-layer class to use from here on."""
+
+    def body() -> str:
+        _check_layer_once(DIYDecoderLayer, 32, 4, 96, 0.0)
+        _check_layer_once(DIYDecoderLayer, 256, 4, 704, 0.1)
+        return ("名字与 transformers 的 LlamaDecoderLayer 相同；pre-norm 的两个残差、"
+                "present 原样返回；带缓存 ≡ 一次算完；dropout 只在 train() 时起作用。")
+
+    return run_check("0.4c", body, DIYDecoderLayer, ReferenceDecoderLayer)
+
+
+def _layer_variants(ref, x, cos, sin, mask):
+    attn = lambda h: ref.self_attn(h, cos, sin, mask)[0]  # noqa: E731
+    n1, n2, mlp = ref.input_layernorm, ref.post_attention_layernorm, ref.mlp
+    h = x + attn(n1(x))
+    post = n1(x + attn(x))
+    normed = n1(x)
+    return {
+        "post_norm": n2(post + mlp(post)),
+        "normed_residual": (lambda y: (lambda z: z + mlp(n2(z)))(y))(normed + attn(normed)),
+        "no_residual": mlp(n2(attn(n1(x)))),
+        "swapped_norms": (lambda y: y + mlp(n1(y)))(x + attn(n2(x))),
+        "one_norm": h + mlp(n1(h)),
+        "parallel": x + attn(n1(x)) + mlp(n2(x)),
+    }
+
+
+def _check_layer_once(DIYDecoderLayer, C, H, F_, p):
+    if DIYDecoderLayer is None:
+        raise Todo("DIYDecoderLayer 还没有定义。")
+
+    def diagnose(exc):
+        if isinstance(exc, TypeError) and "argument" in str(exc):
+            return (f"构造 DIYDecoderLayer({C}, {H}, {F_}, {p}) 失败：{exc}。",
+                    "__init__(self, hidden_size, num_heads, intermediate_size, dropout=0.0, eps=1e-6)。")
+        return None
+
+    layer = call_learner(DIYDecoderLayer, C, H, F_, p, name="DIYDecoderLayer(...)", diagnose=diagnose)
+    if not isinstance(layer, nn.Module):
+        raise Failed(f"DIYDecoderLayer(...) 得到的是 {describe(layer)}，应是 nn.Module。",
+                     "class DIYDecoderLayer(nn.Module): ...")
+    keys = set(layer.state_dict())
+    if keys != set(LAYER_NAMES):
+        missing, extra = sorted(set(LAYER_NAMES) - keys), sorted(keys - set(LAYER_NAMES))
+        raise Failed(f"参数的名字与 Llama 的解码层不同：缺少 {missing[:3]}，多出 {extra[:3]}。",
+                     "self.input_layernorm、self.self_attn、self.post_attention_layernorm、self.mlp"
+                     "（两个 RMSNorm、DIYAttention、DIYMLP）。")
+    ref = ReferenceDecoderLayer(C, H, F_, p).eval()
+    g = torch.Generator().manual_seed(C + 1)
+    with torch.no_grad():
+        for name, t in ref.state_dict().items():  # random norm weights too: swapped norms show
+            t.copy_(torch.rand(t.shape, generator=g) + 0.5 if "layernorm" in name
+                    else torch.randn(t.shape, generator=g) * 0.05)
+    layer.load_state_dict(ref.state_dict(), strict=True)
+    layer.eval()
+    rope = reference_model.RotaryEmbedding(C // H, 64, 10000.0)
+    B, L = 2, 9
+    x = torch.randn(B, L, C, generator=g)
+    cos, sin = rope(0, L)
+    mask = reference_causal_mask(None, 0, L)
+
+    def call(*args):
+        out = call_learner(layer, *args, name="DIYDecoderLayer.forward")
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise Failed(f"forward 应返回 (x, present) 两个值，实际返回 {describe(out)}。",
+                         "return x, present：present 是注意力返回的 (k, v)，原样交出去。")
+        return _tensor(out[0], "DIYDecoderLayer.forward 的第一个返回值"), out[1]
+
+    before = x.clone()
+    with torch.no_grad():
+        y, present = call(x, cos, sin, mask)
+        again, _ = call(x, cos, sin, mask)
+        want, want_present = ref(x, cos, sin, mask)
+    _unchanged(before, x, "DIYDecoderLayer.forward")
+    if not torch.equal(y, again):
+        raise Failed("eval() 之后同样的输入两次输出不同：残差分支的 dropout 在 eval 下还在起作用。",
+                     "用 nn.Dropout 子模块（跟随 train()/eval()），或 F.dropout(..., training=self.training)。")
+    _shape(y, (B, L, C), "输出", "解码层不改变形状。")
+    if not _close(y, want, 1e-5):
+        with torch.no_grad():
+            name = mistake_matcher(y, _layer_variants(ref, x, cos, sin, mask), atol=1e-5)
+        if name is not None:
+            raise Failed(*LAYER_HINTS[name])
+        raise Failed("输出与 pre-norm 解码层不同。",
+                     "x = x + dropout(self_attn(input_layernorm(x), cos, sin, mask, past_kv)[0])；"
+                     "x = x + dropout(mlp(post_attention_layernorm(x)))。")
+    if not (isinstance(present, tuple | list) and len(present) == 2
+            and all(isinstance(t, torch.Tensor) and _close(t, w, 1e-6)
+                    for t, w in zip(present, want_present, strict=True))):
+        raise Failed("返回的 present 不是注意力给出的 (k, v)。",
+                     "h, present = self.self_attn(...)；最后 return x, present。")
+    try:
+        with torch.no_grad():
+            first, past = call(x[:, :6], *rope(0, 6), reference_causal_mask(None, 0, 6))
+            rest, _ = call(x[:, 6:], *rope(6, 3), reference_causal_mask(None, 6, 3), past)
+    except Failed as failed:
+        raise Failed(f"带缓存（先 6 个、再 3 个）时出错（{failed.problem}）：past_kv 没有交给注意力？",
+                     "self.self_attn(self.input_layernorm(x), cos, sin, mask, past_kv)。") from None
+    if not _close(torch.cat((first, rest), 1), y, 1e-5):
+        raise Failed("带缓存（先 6 个、再 3 个）与一次算完不同：past_kv 没有交给注意力。",
+                     "self.self_attn(self.input_layernorm(x), cos, sin, mask, past_kv)。")
+    if p > 0:
+        layer.train()
+        with torch.no_grad():
+            ref.train()
+            a, _ = call(x, cos, sin, mask)
+            b, _ = call(x, cos, sin, mask)
+        layer.eval()
+        if torch.equal(a, b):
+            raise Failed(f"train() 时 dropout={p} 没有起作用。", "残差分支上加 nn.Dropout(dropout)。")
+
+
+# ----------------------------------------------------------------------------- 0.4d DIYModel
+
+COURSE_ARGS = (6400, 2, 256, 4, 128, 0.1)
+SMALL_ARGS = (97, 1, 32, 2, 16, 0.0)
+PARAMETERS = 3_245_312
+
+
+def reference_weights(args=COURSE_ARGS) -> dict:
+    """The course's reference weights: a seeded diy.DIYModel's state_dict."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return reference_model.DIYModel(*args).state_dict()
+
+
+def check_diy_model(DIYModel):
+    """Check exercise 0.4d; return the DIYModel class to use from here on."""
+
+    def body() -> str:
+        _check_model_once(DIYModel, SMALL_ARGS, transformers=False)
+        _check_model_once(DIYModel, COURSE_ARGS, transformers=True)
+        return ("DIYModel(6400, 2, 256, 4, 128, 0.1)：3,245,312 个参数，名字与 transformers 的 LlamaModel 相同；"
+                "strict=True 装进课程的参考权重后，eval 下 hidden_states 与 diy.DIYModel、LlamaModel 相同（差 < 1e-5）；"
+                "带缓存 ≡ 一次算完；右 padding 不变、无 NaN；dropout 只跟随 train()/eval()；每个参数都有梯度。")
+
+    return run_check("0.4d", body, DIYModel, reference_model.DIYModel)
+
+
+def _model_call(model, *args, **kwargs):
+    def diagnose(exc):
+        text = str(exc)
+        if isinstance(exc, TypeError) and "argument" in text:
+            return (f"forward 的参数不对：{exc}。",
+                    "forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False, is_training=True)。")
+        return None
+
+    return call_learner(model, *args, name="DIYModel.forward", diagnose=diagnose, **kwargs)
+
+
+def _hidden(out, what):
+    if isinstance(out, tuple | list):
+        raise Failed(f"{what} 返回了 {len(out)} 个值：use_cache=False 时应只返回 hidden_states。",
+                     "if use_cache: return hidden_states, presents；否则 return hidden_states。")
+    return _tensor(out, what)
+
+
+def _check_model_once(DIYModel, args, transformers):
+    if DIYModel is None:
+        raise Todo("DIYModel 还没有定义。")
+    V, n_layers, C, H, T, p = args
+
+    def diagnose(exc):
+        if isinstance(exc, TypeError) and "argument" in str(exc):
+            return (f"DIYModel{args} 构造失败：{exc}。",
+                    "__init__(self, vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)：六个位置参数。")
+        return None
+
+    model = call_learner(DIYModel, *args, name=f"DIYModel{args}", diagnose=diagnose)
+    if not isinstance(model, nn.Module):
+        raise Failed(f"DIYModel(...) 得到的是 {describe(model)}，应是 nn.Module。", "class DIYModel(nn.Module): ...")
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, list | tuple):
+        raise Failed("self.layers 是 Python 列表：里面的层没有注册成子模块，model.parameters() 和 state_dict 里都没有它们。",
+                     "self.layers = nn.ModuleList(DIYDecoderLayer(...) for _ in range(num_layers))。")
+    if isinstance(layers, nn.ModuleList) and len({id(m) for m in layers}) < len(layers):
+        raise Failed("self.layers 里是同一个层对象重复了几次（[layer] * n）：所有层共用一份权重。",
+                     "每层新建一个：nn.ModuleList(DIYDecoderLayer(...) for _ in range(num_layers))。")
+    want = reference_weights(args)
+    keys = set(model.state_dict())
+    missing, extra = sorted(set(want) - keys), sorted(keys - set(want))
+    if missing or extra:
+        if "norm.weight" in missing and not extra:
+            raise Failed("state_dict 里没有 norm.weight：最后忘了 norm（最终的 RMSNorm）。",
+                         "self.norm = RMSNorm(hidden_size)；forward 最后 hidden_states = self.norm(x)。")
+        if any(k.split(".")[-1] in ("cos", "sin") for k in extra):
+            raise Failed(f"state_dict 里多了 RoPE 的表 {[k for k in extra if k.split('.')[-1] in ('cos', 'sin')]}。",
+                         "register_buffer(..., persistent=False)（0.2）。")
+        raise Failed(f"名字与课程（和 transformers）的不一致：缺少 {len(missing)} 个（如 {missing[:2]}），"
+                     f"多出 {len(extra)} 个（如 {extra[:2]}）。",
+                     "self.embed_tokens、self.layers（nn.ModuleList）、self.norm；每层 input_layernorm、self_attn、"
+                     "post_attention_layernorm、mlp——strict=True 才装得进。")
+    for k, t in model.state_dict().items():
+        if t.shape != want[k].shape:
+            raise Failed(f"{k} 的形状是 {tuple(t.shape)}，应为 {tuple(want[k].shape)}。",
+                         "用构造函数的参数；MLP 宽度 intermediate_size = 8/3 × hidden_size 向上取到 64 的倍数（256 → 704）。")
+    count = sum(t.numel() for t in model.parameters())
+    expected = sum(t.numel() for t in want.values())
+    if count != expected:
+        raise Failed(f"参数量是 {count:,}，应为 {expected:,}。", "检查每个子模块是否都注册成了 nn.Module / nn.Parameter。")
+    emb = model.embed_tokens.weight.detach()
+    if abs(emb.std().item() - 0.02) > 0.005:
+        raise Failed(f"embed_tokens.weight 的标准差是 {emb.std().item():.3f}，课程用 N(0, 0.02) 初始化。",
+                     "nn.init.normal_(module.weight, mean=0.0, std=0.02)：对每个 nn.Linear、nn.Embedding（self.apply(...)）。")
+    model.load_state_dict(want, strict=True)
+    reference = reference_model.DIYModel(*args)
+    reference.load_state_dict(want, strict=True)
+    model.eval()
+    reference.eval()
+    g = torch.Generator().manual_seed(V)
+    ids = torch.randint(0, V, (2, 12), generator=g)
+    ids_before = ids.clone()
+    with torch.no_grad():
+        hidden = _hidden(_model_call(model, ids), "model(input_ids)")
+        again = _hidden(_model_call(model, ids), "model(input_ids)")
+        want_hidden = reference(ids)
+    _unchanged(ids_before, ids, "DIYModel.forward")
+    if not torch.equal(hidden, again):
+        raise Failed("eval() 之后同样的输入两次输出不同：dropout 还在起作用。",
+                     "dropout 只跟随 model.train() / model.eval()：用 nn.Dropout 或 training=self.training。")
+    _shape(hidden, (2, 12, C), "hidden_states", "embed_tokens → 各层 → norm，形状 (B, L, hidden_size)。")
+    if hidden.dtype != torch.float32:
+        raise Failed(f"hidden_states 的 dtype 是 {hidden.dtype}，应为 float32。", "不要在模型里转 dtype。")
+    if not _close(hidden, want_hidden, 1e-5):
+        raise Failed("装进同一份权重后，eval 下的 hidden_states 与课程的 diy.DIYModel 不同。",
+                     "检查 forward：x = embed_tokens(ids)；cos, sin = self.rotary(past_len, L)；"
+                     "mask = causal_mask(seq_lengths, past_len, L)；每层 x, present = layer(x, cos, sin, mask, past)；"
+                     "最后 self.norm(x)。")
+    if transformers:
+        llama = _llama().LlamaModel(_llama_config(C, H, T, num_layers=n_layers, vocab_size=V))
+        llama.load_state_dict(want, strict=True)
+        with torch.no_grad():
+            theirs = llama.eval()(input_ids=ids).last_hidden_state
+        if not _close(hidden, theirs, 1e-5):
+            raise Failed("与 transformers 的 LlamaModel（同一份权重）的 hidden_states 不同。",
+                         "检查 RMSNorm 的 eps（1e-6）、RoPE 的前后两半约定、SwiGLU 的 silu 位置。")
+    # the cached path: prefill 6, then one token at a time
+    with torch.no_grad():
+        out = _model_call(model, ids[:, :6], is_training=False, use_cache=True)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise Failed("is_training=False, use_cache=True 应返回 (hidden_states, presents)。",
+                         "if use_cache: return hidden_states, presents。")
+        first, presents = out
+        if not (isinstance(presents, list | tuple) and len(presents) == n_layers):
+            raise Failed(f"presents 应是每层一个 (k, v)，共 {n_layers} 个，实际是 {describe(presents)}。",
+                         "presents.append(present)：每层一个。")
+        steps = [_tensor(first, "hidden_states")]
+        for t in range(6, 12):
+            step, presents = _model_call(model, ids[:, t:t + 1], past_key_values=presents,
+                                         is_training=False, use_cache=True)
+            steps.append(step)
+        k = presents[0][0]
+        if tuple(k.shape) != (2, H, 12, C // H):
+            raise Failed(f"喂完 12 个 token 后第 0 层缓存的 k 形状是 {tuple(k.shape)}，应为 {(2, H, 12, C // H)}。",
+                         "把每层的 present 收进 presents 列表返回，下一次作为 past_key_values 传回。")
+    if not _close(torch.cat(steps, 1), hidden, 1e-5):
+        raise Failed("prefill 6 个再逐个解码，与一次算完不同：新 token 的位置没有接在缓存后面"
+                     "（RoPE 和 mask 的偏移），或 past_key_values 没有交给各层。",
+                     "past_len = past_key_values[0][0].shape[2]（没有缓存时为 0）；cos, sin = self.rotary(past_len, L)；"
+                     "mask = causal_mask(seq_lengths, past_len, L)；第 i 层拿 past_key_values[i]。")
+    # right padding
+    with torch.no_grad():
+        padded = _hidden(_model_call(model, ids, seq_lengths=torch.tensor([12, 7])), "model(input_ids, seq_lengths)")
+        alone = _hidden(_model_call(model, ids[1:, :7]), "model(input_ids)")
+    if not torch.isfinite(padded).all() or not _close(padded[1, :7], alone[0], 1e-5):
+        raise Failed("右 padding（seq_lengths）改变了真实位置的输出或产生了 NaN。",
+                     "把 seq_lengths 交给 causal_mask(seq_lengths, past_len, L)，再交给每一层。")
+    # dropout only in train mode, and a gradient on every parameter
+    model.train()
+    if p > 0:
+        with torch.no_grad():
+            if torch.equal(_model_call(model, ids), _model_call(model, ids)):
+                raise Failed(f"train() 时 dropout={p} 没有起作用。", "把 dropout 交给每层的注意力和残差分支。")
+    model.zero_grad(set_to_none=True)
+    out = _hidden(_model_call(model, ids), "model(input_ids)")
+    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    missing = [n for n, q in model.named_parameters() if q.grad is None or not torch.any(q.grad != 0)]
+    model.zero_grad(set_to_none=True)
+    if missing:
+        raise Failed(f"这些参数没有得到梯度：{missing[:3]}。",
+                     "每个参数都要用在前向计算里；不要 .detach()，也不要在 forward 里用 torch.no_grad()。")
+    if transformers and count != PARAMETERS:
+        raise Failed(f"参数量是 {count:,}，课程的默认超参下应为 {PARAMETERS:,}。", "检查 MLP 的宽度 704。")
+
+
+# ------------------------------------------------------------------ 0.4: write DIYModel.py
+
+HEADER = '''"""我的 DIYModel：第零步（0.1～0.4）里我自己写的骨干网络。
+
+由 step0_4 的导出单元格从我的 notebook 里写出（每次运行导出单元格都会覆盖本文件）。
+用它学后面的课：DIY_BACKBONE=DIYModel.py（或 make lab BACKBONE=DIYModel.py）；
+检查它：python -m diy.doctor --backbone DIYModel.py
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+'''
+
+
+def source_of(obj) -> str:
+    """The source of a function or class, also when it was defined in a notebook cell (where
+    ``inspect.getsource`` of a class fails: the class's module, __main__, has no file)."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        if not inspect.isclass(obj):
+            raise
+    functions = [f for f in vars(obj).values() if inspect.isfunction(f)]
+    if not functions:
+        raise OSError(f"{obj.__name__} 没有方法，找不到它的源代码")
+    filename = functions[0].__code__.co_filename
+    lines = linecache.getlines(filename)
+    tree = ast.parse("".join(lines))
+    line = functions[0].__code__.co_firstlineno
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == obj.__name__ \
+                and node.lineno <= line <= node.end_lineno:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "".join(lines[start - 1:node.end_lineno])
+    raise OSError(f"找不到 {obj.__name__} 的源代码")
+
+
+def write_backbone(path, parts) -> list[str]:
+    """Write the learner's own parts (functions and classes defined in the notebook, in order) to
+    ``path``; return the names written. Parts that are the course's references are refused."""
+    exercise_names = {ReferenceRMSNorm: "RMSNorm", ReferenceRotaryEmbedding: "RotaryEmbedding",
+                      reference_rotate_half: "rotate_half", reference_apply_rotary: "apply_rotary",
+                      reference_causal_mask: "causal_mask", ReferenceAttention: "DIYAttention",
+                      ReferenceMLP: "DIYMLP", ReferenceDecoderLayer: "DIYDecoderLayer",
+                      reference_model.DIYModel: "DIYModel"}
+    borrowed = [exercise_names.get(p, getattr(p, "__name__", repr(p))) for p in parts
+                if getattr(p, "__module__", None) != "__main__"]
+    if borrowed:
+        raise Todo("这些还是课程的参考实现（自检没通过或还没写）："
+                   + "、".join(borrowed) + "。自检全部 ✅ 之后再导出。")
+    body = "\n\n".join(source_of(p).rstrip() + "\n" for p in parts)
+    Path(path).write_text(HEADER + "\n\n" + body, encoding="utf-8")
+    return [p.__name__ for p in parts]
+
+
+def export_backbone(parts, path="DIYModel.py") -> bool:
+    """Write the learner's parts to ``path`` (see write_backbone) and say so; never raises."""
+    try:
+        names = write_backbone(path, parts)
+    except Todo as todo:
+        print(f"⏳ 还不能导出 {path}：{todo}")
+        return False
+    except Exception as exc:  # noqa: BLE001 - a notebook cell must not raise
+        print(f"❌ 导出 {path} 失败：{type(exc).__name__}: {exc}")
+        return False
+    lines = Path(path).read_text(encoding="utf-8").count("\n")
+    print(f"✅ 写出了 {path}（{lines} 行）：" + "、".join(names))
+    return True
+
+
 __all__ = ["check_rms_norm", "check_rotary", "check_apply_rotary", "check_causal_mask",
-           "check_attention"]
+           "check_attention", "check_backbone_parts", "check_mlp", "check_decoder_layer",
+           "check_diy_model"]
