@@ -639,3 +639,17 @@ def test_export_refuses_the_references(tmp_path, capsys):
     path = tmp_path / "DIYModel.py"
     assert not s0.export_backbone([s0.ReferenceRMSNorm, s0.reference_model.DIYModel], path)
     assert verdict(capsys).startswith("⏳ 还不能导出") and not path.exists()
+
+
+def test_step0_checks_leave_the_notebooks_random_numbers_and_grad_mode_alone(capsys):
+    ns = learner_namespace()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        check_rms_norm(ns["RMSNorm"])
+        check_attention(ns["DIYAttention"])
+        check_diy_model(ns["DIYModel"])
+        assert not torch.is_grad_enabled()
+    assert torch.equal(torch.rand(3), expected)
+    assert verdict(capsys).count("✅") == 3

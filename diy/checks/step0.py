@@ -216,7 +216,8 @@ def _check_rms_norm_once(RMSNorm, size: int) -> None:
     if out.dtype not in (torch.bfloat16, torch.float32) or not _close(out, llama(half), 5e-2):
         raise Failed(f"bfloat16 的输入得到了 {out.dtype} 的输出，或数值与 LlamaRMSNorm 差得太多。",
                      "先 x.float() 在 float32 里算，算完 .to(x.dtype) 转回输入的 dtype，再乘 weight。")
-    out.float().sum().backward()
+    with torch.enable_grad():
+        call_learner(norm, x, name="RMSNorm.forward").float().sum().backward()
     if norm.weight.grad is None:
         raise Failed("weight 没有得到梯度：forward 里没有用 self.weight，或用 .detach() 切断了它。",
                      "forward 的最后乘 self.weight。")
@@ -1244,8 +1245,9 @@ def _check_model_once(DIYModel, args, transformers):
             if torch.equal(_model_call(model, ids), _model_call(model, ids)):
                 raise Failed(f"train() 时 dropout={p} 没有起作用。", "把 dropout 交给每层的注意力和残差分支。")
     model.zero_grad(set_to_none=True)
-    out = _hidden(_model_call(model, ids), "model(input_ids)")
-    (out * torch.randn(out.shape, generator=g)).sum().backward()
+    with torch.enable_grad():  # the caller's grad mode is not the learner's concern
+        out = _hidden(_model_call(model, ids), "model(input_ids)")
+        (out * torch.randn(out.shape, generator=g)).sum().backward()
     missing = [n for n, q in model.named_parameters() if q.grad is None or not torch.any(q.grad != 0)]
     model.zero_grad(set_to_none=True)
     if missing:
