@@ -131,14 +131,49 @@ def active() -> BackboneSpec | None:
     return BackboneSpec.from_env()
 
 
-def build_backbone(config: DIYConfig) -> nn.Module:
-    """The backbone the course runs on: the learner's (DIY_BACKBONE) or diy.model.DIYModel."""
+def backbone_class() -> type:
+    """The class the lessons build as ``DIYModel(...)``: the learner's (DIY_BACKBONE) or the
+    course's diy.DIYModel. Both take the seed's six positional arguments."""
     spec = active()
+    if spec is None:
+        from .model import DIYModel
+
+        return DIYModel
+    return spec.load()
+
+
+def build_backbone(config: DIYConfig, spec: BackboneSpec | None = None) -> nn.Module:
+    """The backbone the course runs on: ``spec``'s class (the learner's), else diy.DIYModel."""
     if spec is None:
         from .model import DIYModel
 
         return DIYModel(config)
     return spec.build(config)
+
+
+def accepts_attention_mask(backbone: nn.Module) -> bool:
+    """Does the backbone's forward take ``attention_mask`` (left-padded batches, lesson 3.3)?"""
+    parameters = inspect.signature(backbone.forward).parameters
+    return "attention_mask" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def record(spec: BackboneSpec | None) -> dict | None:
+    """What checkpoints and caches remember of the backbone: None for the course's reference,
+    else the file's name, the class and the content hash (a changed file is another model)."""
+    if spec is None:
+        return None
+    return {"file": spec.path.name, "class": spec.class_name, "sha256": spec.digest()}
+
+
+def use(text: str, config: DIYConfig | None = None) -> BackboneSpec:
+    """``--backbone FILE[:Class]`` of the command-line tools: check that the file builds
+    (a DIYBackboneError before any work), then make it the active backbone of this process
+    (and of any process it starts) through DIY_BACKBONE."""
+    spec = BackboneSpec.parse(text)
+    spec.build(config)
+    os.environ[ENV] = str(spec)
+    return spec
 
 
 def describe() -> str:

@@ -1,6 +1,8 @@
 """DIYForCausalLM: backbone + lm_head, the reference answer of lesson 1.3.
 
 Write your own in notebook 1.3 first; later steps (training, generation) import this one.
+The backbone is the course's ``diy.DIYModel``, or the learner's own class when
+``DIY_BACKBONE=path/to/DIYModel.py[:ClassName]`` is set (diy/backbone.py).
 Checkpoints use Hugging Face's method names: `save_pretrained(folder)` / `from_pretrained(folder)`
 (config.json + model.safetensors, see diy/checkpoint.py).
 """
@@ -10,27 +12,66 @@ from __future__ import annotations
 from torch import nn
 
 from . import checkpoint
-from .model import DIYModel
+from .backbone import accepts_attention_mask, active, build_backbone
+from .errors import DIYInputError
+from .model import DIYModel, _as_config
+from .validation import check_input_ids, check_seq_lengths
 
 
 class DIYForCausalLM(nn.Module):
-    """input_ids (B, L) -> DIYModel -> hidden_states (B, L, C) -> lm_head -> logits (B, L, V)."""
+    """input_ids (B, L) -> backbone -> hidden_states (B, L, C) -> lm_head -> logits (B, L, V)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, vocab_size=None, num_layers=None, hidden_size=None, num_heads=None,
+                 max_seq_len=None, dropout=None, **extra):
         super().__init__()
-        self.model = DIYModel(*args, **kwargs)  # same arguments as DIYModel, or a DIYConfig
-        self.config = self.model.config
+        # the same arguments as DIYModel (the seed's six, positional or by name), or a DIYConfig
+        self.config = _as_config(vocab_size, num_layers, hidden_size, num_heads, max_seq_len,
+                                 dropout, extra)
+        self.backbone_spec = active()  # None: the course's reference DIYModel
+        self.model = build_backbone(self.config, self.backbone_spec)
         self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
+
+    @property
+    def is_reference(self) -> bool:
+        """True when the backbone is the course's diy.DIYModel (parity, export, fast cache)."""
+        return type(self.model) is DIYModel
 
     def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
                 is_training=True, attention_mask=None):
+        kwargs = {}
+        if attention_mask is not None:  # a learner's backbone may not know this argument
+            kwargs["attention_mask"] = attention_mask
+        if not self.is_reference:
+            seq_lengths = self._check_for_learner_backbone(input_ids, seq_lengths,
+                                                           attention_mask)
         out = self.model(input_ids, seq_lengths=seq_lengths, past_key_values=past_key_values,
-                         use_cache=use_cache, is_training=is_training,
-                         attention_mask=attention_mask)
+                         use_cache=use_cache, is_training=is_training, **kwargs)
         if use_cache:
             hidden_states, presents = out  # cached inference path
             return self.lm_head(hidden_states), presents  # (B, L, V), one cache per layer
         return self.lm_head(out)  # (B, L, V)
+
+    def _check_for_learner_backbone(self, input_ids, seq_lengths, attention_mask):
+        """The checks the reference backbone makes itself, for a backbone that may not: clear
+        errors before the learner's code sees the input. Returns seq_lengths as a tensor."""
+        check_input_ids(self.config, input_ids)
+        self.check_attention_mask_support(attention_mask)
+        if seq_lengths is not None:
+            seq_lengths = check_seq_lengths(seq_lengths, *input_ids.shape).to(input_ids.device)
+        return seq_lengths
+
+    def check_attention_mask_support(self, attention_mask) -> None:
+        """A clear error when a left-padding mask meets a backbone whose forward cannot take it."""
+        if attention_mask is not None and not accepts_attention_mask(self.model):
+            name = self.backbone_spec.path.name if self.backbone_spec else type(self.model).__name__
+            raise DIYInputError(
+                f"你的骨干 {name} 的 forward 不接受 attention_mask，"
+                "而左 padding 的批量（3.3）要靠它让每行的位置从自己的第一个 token 数起、"
+                "不看 padding。",
+                "一条一条地生成（每次一个提示词，不要 padding），或者给 forward 加上 "
+                "attention_mask 参数（python -m diy.doctor --backbone 你的文件 会检查它）。",
+                "this backbone's forward takes no attention_mask: generate one prompt at a time "
+                "or add attention_mask to its forward.")
 
     def save_pretrained(self, folder):
         """Write config.json and model.safetensors into ``folder`` (each file atomically)."""

@@ -17,10 +17,12 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from . import backbone
 from .config import DIYConfig
 from .errors import DIYConfigError, DIYInputError
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+BACKBONE_KEY = "diy_backbone"  # in config.json, only for a learner's backbone (DIY_BACKBONE)
 
 
 def write_atomically(path: Path, write) -> None:
@@ -45,12 +47,17 @@ def save(model, folder) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
+    file_json = config_json
+    made_by = backbone.record(getattr(model, "backbone_spec", None))
+    if made_by is not None:  # a learner's backbone (DIY_BACKBONE): remembered, checked on load
+        file_json = json.dumps({**model.config.to_dict(), BACKBONE_KEY: made_by}, indent=2,
+                               sort_keys=True)
     # contiguous copies: safetensors refuses views that share memory
     tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
     write_atomically(folder / WEIGHTS_NAME,
                      lambda tmp: save_file(tensors, tmp, metadata={"diy_config": config_json}))
     write_atomically(folder / CONFIG_NAME,
-                     lambda tmp: Path(tmp).write_text(config_json + "\n", encoding="utf-8"))
+                     lambda tmp: Path(tmp).write_text(file_json + "\n", encoding="utf-8"))
     return folder
 
 
@@ -73,6 +80,27 @@ def read_config(folder: Path) -> DIYConfig:
         _refuse(f"{path} 损坏或不是课程的配置文件（{type(exc).__name__}: {str(exc)[:100]}）。",
                 "重新保存这个检查点（save_pretrained 或 python -m diy.train）。",
                 f"{path} is corrupt or not a DIYConfig.")
+
+
+def _backbone_label(made_by: dict | None, reference: str = "课程的参考实现 diy.DIYModel") -> str:
+    return reference if made_by is None else f"{made_by['file']}:{made_by['class']}"
+
+
+def _check_backbone(folder: Path) -> None:
+    """The checkpoint's backbone (config.json's diy_backbone) must be the one running now."""
+    saved = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get(BACKBONE_KEY)
+    now = backbone.record(backbone.active())
+    same = (saved is None) == (now is None) and (
+        saved is None or (saved.get("file"), saved.get("class")) == (now["file"], now["class"]))
+    if not same:
+        how = (f"设置 {backbone.ENV}=你的/{saved['file']}:{saved['class']}（命令行：--backbone "
+               f"你的/{saved['file']}:{saved['class']}）再加载"
+               if saved is not None else f"去掉 {backbone.ENV}（用课程的参考骨干）再加载")
+        _refuse(f"检查点 {folder} 是用骨干 {_backbone_label(saved)} 训练的，"
+                f"现在运行的骨干是 {_backbone_label(now)}：两者的参数对不上。",
+                f"{how}；或者用现在的骨干重新训练一个。",
+                f"the checkpoint was made with backbone {_backbone_label(saved, 'diy.DIYModel')}, "
+                f"the running one is {_backbone_label(now, 'diy.DIYModel')}.")
 
 
 def load(cls, folder, config: DIYConfig | None = None):
@@ -114,6 +142,7 @@ def load(cls, folder, config: DIYConfig | None = None):
         _refuse(f"{weights} 和 {CONFIG_NAME} 来自两次不同的保存（配置对不上）。",
                 "重新保存这个检查点；不要从不同的检查点里混拷文件。",
                 f"{WEIGHTS_NAME} and {CONFIG_NAME} come from different saves.")
+    _check_backbone(folder)
     model = cls(saved)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}

@@ -8,7 +8,8 @@ defaults, TrainConfig(), the course passage). The first call trains it (about 13
 cores) and saves it to the cache folder (``$DIY_CACHE``, else ``$XDG_CACHE_HOME/diy-llm``, else
 ``~/.cache/diy-llm``); later calls, in any notebook, read it back in a fraction of a second.
 The folder's name is a fingerprint of everything the training depends on (passage, defaults,
-torch version, thread count), so a change trains a new one instead of reusing a stale model.
+torch version, thread count, the learner's backbone file when DIY_BACKBONE is set), so a change
+trains a new one instead of reusing a stale model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from . import backbone
 from .causal_lm import DIYForCausalLM
 from .config import DIYConfig
 from .data import load_passage
@@ -43,6 +45,9 @@ def fingerprint() -> str:
     recipe = {"model": DIYConfig().to_dict(), "train": asdict(TrainConfig()),
               "text": load_passage(), "torch": torch.__version__, "diy": __version__,
               "threads": torch.get_num_threads()}
+    made_by = backbone.record(backbone.active())
+    if made_by is not None:  # a learner's backbone (DIY_BACKBONE): its own model, keyed on content
+        recipe["backbone"] = made_by
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import backbone
 from .errors import DIYError
 
 
@@ -34,6 +35,8 @@ def parse_args(argv):
     parser.add_argument("--top-p", type=float, default=None, help="采样时只在累计概率 p 以内选")
     parser.add_argument("--seed", type=int, default=0, help="采样的随机种子（默认 0）")
     parser.add_argument("--no-cache", action="store_true", help="不用 KV cache（结果相同，更慢）")
+    parser.add_argument("--backbone", metavar="FILE[:CLASS]",
+                        help="检查点是用你自己的 DIYModel.py 训练的：同一个文件（同 DIY_BACKBONE）")
     return parser.parse_args(argv)
 
 
@@ -57,6 +60,8 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     try:
+        if args.backbone:
+            backbone.use(args.backbone)
         if not args.checkpoint.is_dir():
             raise DIYError(f"找不到检查点文件夹 {args.checkpoint}/。",
                            f"先训练一个：python -m diy.train --out {args.checkpoint}"

@@ -198,6 +198,10 @@ def generate(model, input_ids, max_new_tokens: int = 20, do_sample: bool = False
         input_ids, attention_mask = left_pad(input_ids, pad_token_id)
     check_generate_args(config, input_ids, attention_mask, max_new_tokens, do_sample,
                         temperature, top_k, top_p, repetition_penalty, eos_token_id)
+    if attention_mask is not None and bool(torch.as_tensor(attention_mask).all()):
+        attention_mask = None  # no padding: the plain causal path is the same, on any backbone
+    if hasattr(model, "check_attention_mask_support"):  # a learner's backbone may lack it
+        model.check_attention_mask_support(attention_mask)
     was_training = model.training
     model.eval()
     try:
@@ -220,16 +224,18 @@ def _decode(model, input_ids, attention_mask, max_new_tokens, do_sample, tempera
     ids = input_ids  # (B, L)
     mask = attention_mask  # (B, L) or None
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
-    past = None  # the cache, preallocated for prompt + max_new_tokens (no torch.cat per step)
-    if use_cache:
+    past = None  # the cache: preallocated for prompt + max_new_tokens (no torch.cat per step)
+    if use_cache and getattr(model, "is_reference", True):  # a learner's backbone: (k, v) pairs
         past = PreallocatedKV.for_model(config, ids.shape[0], ids.shape[1] + max_new_tokens)
+    prefilled = False
     if streamer is not None and hasattr(streamer, "put"):
         streamer.put(ids)
     for _ in range(max_new_tokens):
         if use_cache:
-            new = ids if past[0].length == 0 else ids[:, -1:]  # prefill, then the newest token
+            new = ids[:, -1:] if prefilled else ids  # prefill, then the newest token
             logits, past = model(new, past_key_values=past, use_cache=True, is_training=False,
                                  attention_mask=mask)  # (B, l, V)
+            prefilled = True
         else:
             logits = model(ids, is_training=False, attention_mask=mask)  # (B, L, V) every time
         scores = logits[:, -1, :].float()  # (B, V) the last position predicts the next token

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from . import backbone
 from .checkpoint import write_atomically
 from .errors import DIYError
 from .training import DIYTrainingError, TrainConfig, train_on_text
@@ -48,6 +49,8 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, default=Path("checkpoints"),
                         help="输出文件夹（默认 checkpoints/）")
     parser.add_argument("--no-progress", action="store_true", help="不显示进度条")
+    parser.add_argument("--backbone", metavar="FILE[:CLASS]",
+                        help="用你自己的 DIYModel.py 当骨干（同 DIY_BACKBONE；类名默认 DIYModel）")
     return parser.parse_args(argv)
 
 
@@ -105,12 +108,16 @@ def main(argv=None) -> int:
 
     history = History()
     try:
+        if args.backbone:
+            backbone.use(args.backbone)
         text = read_text(args.text)
         report = CharTokenizer().unknown_report(text) if text is not None else None
         if report is not None:
             print(f"注意：{report}；训练照常进行。", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnknownCharactersWarning)  # reported just above
+            if backbone.active() is not None:  # say it when it is not the course's own
+                print(backbone.describe(), file=sys.stderr)
             _, history = train_on_text(text, config, progress=not args.no_progress,
                                        on_eval=save_checkpoint)
     except KeyboardInterrupt:
@@ -133,7 +140,9 @@ def main(argv=None) -> int:
     print(f"最后一步的训练 loss {history.train_loss[-1]:.4f}，"
           f"评估 loss {final_eval:.4f}（{verdict}）")
     print(f"已写入 {args.out}/：config.json、model.safetensors、loss_curve.png、history.json")
-    print(f"生成文字：python -m diy.generate --checkpoint {args.out} --prompt 海边的小镇上有一")
+    same = f" --backbone {args.backbone}" if args.backbone else ""
+    print(f"生成文字：python -m diy.generate --checkpoint {args.out}{same} "
+          "--prompt 海边的小镇上有一")
     return 0
 
 

@@ -1,0 +1,183 @@
+"""The whole course on a learner's backbone (DIY_BACKBONE): DIYForCausalLM, training, the course
+model's cache, checkpoints, generation and the command-line tools use the learner's class; unset,
+the course's reference. The learner's backbone here is GPT-2 style (tests/backbones), not
+Llama-shaped: LayerNorm, learned absolute positions, its own module names, no attention_mask."""
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from diy import CharTokenizer, DIYConfig, DIYForCausalLM, DIYModel
+from diy.backbone import ENV, backbone_class, describe
+from diy.errors import DIYInputError
+from diy.training import TrainConfig, train_on_text
+from tools.notebook_builder import ROOT
+
+GPT2 = Path(__file__).parent / "backbones" / "gpt2_style.py"
+SMALL = DIYConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=2, max_seq_len=32,
+                  dropout=0.0)
+
+
+@pytest.fixture
+def gpt2(monkeypatch):
+    monkeypatch.setenv(ENV, f"{GPT2}:GPT2Style")
+    return backbone_class()
+
+
+@pytest.fixture(scope="module")
+def trained_gpt2():
+    """The course recipe's first 20 steps on the GPT-2 style backbone (the env set only here)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV, f"{GPT2}:GPT2Style")
+        model, history = train_on_text(config=TrainConfig(steps=20), progress=False)
+    return model, history
+
+
+def test_unset_the_course_runs_on_its_reference(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    model = DIYForCausalLM(SMALL)
+    assert type(model.model) is DIYModel and model.is_reference
+    assert backbone_class() is DIYModel and "diy.DIYModel" in describe()
+
+
+def test_set_every_part_uses_the_learners_class(gpt2):
+    model = DIYForCausalLM(SMALL)
+    assert type(model.model) is gpt2 and not model.is_reference
+    assert "model.wte.weight" in model.state_dict() and model.config == SMALL
+    assert describe() == "骨干网络：你的 gpt2_style.py:GPT2Style（来自 DIY_BACKBONE）"
+    ids = torch.randint(0, 97, (2, 10))
+    logits = model(ids)
+    assert logits.shape == (2, 10, 97) and logits.dtype == torch.float32
+    # right padding through seq_lengths (a list, as the lessons pass it) and the cache path
+    assert model(ids, seq_lengths=[10, 6]).shape == (2, 10, 97)
+    logits, presents = model.eval()(ids, use_cache=True, is_training=False)
+    assert len(presents) == SMALL.num_layers
+
+
+def test_losses_and_gradients_on_the_learners_backbone(gpt2):
+    from diy import causal_lm_loss
+
+    model = DIYForCausalLM(SMALL)
+    ids = torch.randint(0, 97, (3, 12))
+    labels = ids.clone()
+    labels[1, 9:], labels[2, 5:] = -100, -100  # right padding, ignored
+    loss = causal_lm_loss(model(ids, seq_lengths=[12, 9, 5]), labels)
+    assert abs(loss.item() - math.log(97)) < 1.0  # an untrained model is near uniform
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_the_course_recipe_overfits_the_passage_on_the_learners_backbone(trained_gpt2):
+    model, history = trained_gpt2
+    assert type(model.model).__name__ == "GPT2Style"
+    assert history.eval_loss[0] < math.log(6400)  # 8.76 before any step
+    assert history.eval_loss[-1] < 2.0  # measured 0.89 after 20 steps (1.66 after 10)
+
+
+def test_cached_generation_equals_uncached_on_the_learners_backbone(trained_gpt2, monkeypatch):
+    monkeypatch.setenv(ENV, f"{GPT2}:GPT2Style")
+    model, _ = trained_gpt2
+    ids = torch.tensor([CharTokenizer().encode("海边的小镇上有一")])
+    cached = model.generate(ids, max_new_tokens=30)
+    assert torch.equal(cached, model.generate(ids, max_new_tokens=30, use_cache=False))
+    sampled = [model.generate(ids, max_new_tokens=20, do_sample=True, top_k=20, use_cache=cache,
+                              generator=torch.Generator().manual_seed(3))
+               for cache in (True, False)]
+    assert torch.equal(*sampled)
+    # a mask of ones is no padding: accepted although this backbone takes no attention_mask
+    assert torch.equal(model.generate(ids, max_new_tokens=30,
+                                      attention_mask=torch.ones_like(ids)), cached)
+
+
+def test_left_padding_needs_attention_mask_and_is_refused_before_any_work(gpt2):
+    model = DIYForCausalLM(SMALL)
+    calls = []
+    model.model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    with pytest.raises(DIYInputError) as caught:
+        model.generate([[5, 6, 7], [8]], max_new_tokens=3)
+    assert "attention_mask" in caught.value.problem and "一条一条" in caught.value.fix
+    assert calls == []
+
+
+def test_checkpoints_remember_the_backbone(tmp_path, monkeypatch, gpt2):
+    model = DIYForCausalLM(SMALL).eval()
+    model.save_pretrained(tmp_path / "mine")
+    saved = json.loads((tmp_path / "mine" / "config.json").read_text(encoding="utf-8"))
+    assert saved["diy_backbone"]["class"] == "GPT2Style"
+    ids = torch.randint(0, 97, (1, 8))
+    again = DIYForCausalLM.from_pretrained(tmp_path / "mine")
+    assert torch.equal(again(ids), model(ids))
+
+    monkeypatch.delenv(ENV)
+    with pytest.raises(DIYInputError) as caught:  # the reference cannot hold GPT-2's weights
+        DIYForCausalLM.from_pretrained(tmp_path / "mine")
+    assert "gpt2_style.py:GPT2Style" in caught.value.problem and ENV in caught.value.fix
+    DIYForCausalLM(SMALL).save_pretrained(tmp_path / "reference")
+    assert "diy_backbone" not in (tmp_path / "reference" / "config.json").read_text()
+    monkeypatch.setenv(ENV, f"{GPT2}:GPT2Style")
+    with pytest.raises(DIYInputError, match="diy.DIYModel"):
+        DIYForCausalLM.from_pretrained(tmp_path / "reference")
+
+
+def test_the_course_models_cache_is_keyed_on_the_backbone_file(tmp_path, monkeypatch):
+    from diy.course_model import fingerprint
+
+    monkeypatch.delenv(ENV, raising=False)
+    reference = fingerprint()
+    copy = tmp_path / "DIYModel.py"
+    copy.write_text(GPT2.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv(ENV, f"{copy}:GPT2Style")
+    learners = fingerprint()
+    copy.write_text(GPT2.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert len({reference, learners, fingerprint()}) == 3
+
+
+def run_cli(*args, cwd, env_backbone=None):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    if env_backbone:
+        env[ENV] = env_backbone
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, encoding="utf-8")
+
+
+def test_train_and_generate_take_backbone(tmp_path):
+    train = run_cli("diy.train", "--steps", "10", "--no-progress", "--out", "ck", "--backbone",
+                    f"{GPT2}:GPT2Style", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr
+    assert "gpt2_style.py:GPT2Style" in train.stderr
+    assert f"--backbone {GPT2}:GPT2Style" in train.stdout  # the generate command to run next
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["diy_backbone"]
+    same = run_cli("diy.generate", "--checkpoint", "ck", "--prompt", "海边", "--max-new-tokens",
+                   "5", "--backbone", f"{GPT2}:GPT2Style", cwd=tmp_path)
+    assert same.returncode == 0 and same.stdout.startswith("海边"), same.stderr
+    other = run_cli("diy.generate", "--checkpoint", "ck", "--prompt", "海边", cwd=tmp_path)
+    assert other.returncode == 2 and "--backbone" in other.stderr
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("missing.py", "找不到骨干文件"),
+    (f"{GPT2}:NoSuchClass", "没有名为 NoSuchClass"),
+])
+def test_a_bad_backbone_option_stops_before_any_work(tmp_path, spec, words):
+    result = run_cli("diy.train", "--no-progress", "--out", "ck", "--backbone", spec, cwd=tmp_path)
+    assert result.returncode == 2 and words in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "ck").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make (Windows)")
+def test_make_lab_passes_an_absolute_backbone_and_checks_it_first():
+    dry = subprocess.run(["make", "-n", "lab", "BACKBONE=tests/backbones/gpt2_style.py:GPT2Style"],
+                         cwd=ROOT, capture_output=True, text=True)
+    lines = dry.stdout.splitlines()
+    doctor = next(i for i, line in enumerate(lines) if "diy.doctor --backbone" in line)
+    lab = next(i for i, line in enumerate(lines) if "jupyter lab" in line)
+    assert doctor < lab and f'{ENV}="{GPT2}:GPT2Style"' in lines[lab]
