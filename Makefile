@@ -1,4 +1,4 @@
-# 两条命令 / two commands:  make lab  (安装并打开课程 1.1)   make test  (安装并运行全部测试)
+# 两条命令 / two commands:  make lab  (安装并打开课程的第一课 0.1)   make test  (安装并运行全部测试)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin

@@ -151,6 +151,11 @@ def build_backbone(config: DIYConfig, spec: BackboneSpec | None = None) -> nn.Mo
     return spec.build(config)
 
 
+def build_active_backbone(config: DIYConfig) -> nn.Module:
+    """The backbone the course runs on now: DIY_BACKBONE's class, else diy.DIYModel."""
+    return build_backbone(config, active())
+
+
 def accepts_attention_mask(backbone: nn.Module) -> bool:
     """Does the backbone's forward take ``attention_mask`` (left-padded batches, lesson 3.3)?"""
     parameters = inspect.signature(backbone.forward).parameters
@@ -174,6 +179,36 @@ def use(text: str, config: DIYConfig | None = None) -> BackboneSpec:
     spec.build(config)
     os.environ[ENV] = str(spec)
     return spec
+
+
+# What some lesson cells need beyond the contract: (what it is, how the model shows it has it).
+FEATURES = {
+    "attention_mask": ("左 padding 的批量：forward 的 attention_mask 参数",
+                       lambda model: accepts_attention_mask(model.model)),
+    "course_internals": ("课程骨干的内部零件（embed_tokens、rotary、layers、norm）",
+                         lambda model: getattr(model, "is_reference", True)),
+    "transformers": ("与 transformers 的 LlamaForCausalLM 同名同形状的参数（diy.hf、diy.export）",
+                     lambda model: getattr(model, "is_reference", True) or _fits_llama(model)),
+}
+
+
+def _fits_llama(model) -> bool:
+    from .hf import fits_llama
+
+    return fits_llama(model)
+
+
+def supports(model: nn.Module, feature: str) -> bool:
+    """Does ``model`` (a DIYForCausalLM) have ``feature``? When it does not (a learner's backbone
+    without it), say in one line what the cell skips and why, so that the notebook runs on."""
+    what, has = FEATURES[feature]
+    if has(model):
+        return True
+    spec = getattr(model, "backbone_spec", None)
+    name = f"{spec.path.name}:{spec.class_name}" if spec else type(model.model).__name__
+    print(f"⏭️ 跳过：这一段要用{what}，你的骨干 {name} 没有。"
+          f"（python -m diy.doctor --backbone 你的文件 列出它支持哪些；去掉 {ENV} 就用课程的骨干。）")
+    return False
 
 
 def describe() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 from .config import DIYConfig
+from .errors import DIYInputError
 
 
 def _transformers():
@@ -45,15 +46,39 @@ def llama_config(config: DIYConfig):
     )
 
 
+def _load_strict(hf, state: dict) -> None:
+    """Llama's weights from ``state``; a backbone with other names or shapes (a learner's,
+    DIY_BACKBONE) gets a clear error naming what does not fit, not a wall of keys."""
+    expected = {name: tuple(t.shape) for name, t in hf.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        wrong = sorted(set(found) - set(expected)) or sorted(set(expected) - set(found)) or \
+            [name for name in expected if expected[name] != found[name]]
+        raise DIYInputError(
+            f"这个模型的参数装不进 transformers 的 Llama（例如 {', '.join(wrong[:3])}）："
+            "骨干的模块名、形状要和 Llama 一致才行。",
+            "课程的骨干 diy.DIYModel 和第零步按 Llama 命名搭出的骨干可以；其它骨干"
+            "（DIY_BACKBONE）就在 diy 里训练和生成，不与 transformers 对照、不导出。",
+            f"these weights do not fit transformers' Llama (e.g. {', '.join(wrong[:3])}).")
+    hf.load_state_dict(state, strict=True)
+
+
+def fits_llama(diy_causal_lm) -> bool:
+    """Do a DIYForCausalLM's weights load into LlamaForCausalLM (names and shapes)?"""
+    hf = _transformers().LlamaForCausalLM(llama_config(diy_causal_lm.config))
+    found = {name: tuple(t.shape) for name, t in diy_causal_lm.state_dict().items()}
+    return found == {name: tuple(t.shape) for name, t in hf.state_dict().items()}
+
+
 def to_llama_model(diy_model):
     """A ``transformers.LlamaModel`` holding ``diy_model``'s weights (strict load)."""
     hf = _transformers().LlamaModel(llama_config(diy_model.config))
-    hf.load_state_dict(diy_model.state_dict(), strict=True)
+    _load_strict(hf, diy_model.state_dict())
     return hf.train(diy_model.training)
 
 
 def to_llama_for_causal_lm(diy_causal_lm):
     """A ``transformers.LlamaForCausalLM`` holding a DIYForCausalLM's weights (strict load)."""
     hf = _transformers().LlamaForCausalLM(llama_config(diy_causal_lm.config))
-    hf.load_state_dict(diy_causal_lm.state_dict(), strict=True)
+    _load_strict(hf, diy_causal_lm.state_dict())
     return hf.train(diy_causal_lm.training)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import backbone_class
 from ..causal_lm import DIYForCausalLM as ReferenceCausalLM
+from ..config import DIYConfig
 from ..errors import DIYInputError
-from ..model import DIYModel
 from .lm_head import describe
 from .report import Failed, Todo, call_learner, run_check
 
@@ -43,7 +44,7 @@ def check_causal_lm(cls):
     def body() -> str:
         clm = construct(cls, SMALL)
         check_structure(clm, SMALL)
-        reference = same_weights_reference(clm)
+        reference = same_weights_reference(clm, SMALL)
         check_training_path(clm, reference)
         check_seq_lengths_passed(clm, reference)
         state["logits_only"] = check_cached_path(clm, reference)
@@ -85,7 +86,8 @@ def construct(cls, args):
 def check_structure(clm, args) -> None:
     vocab_size, hidden_size = args[0], args[2]
     children = dict(clm.named_children())
-    if "model" not in children or not isinstance(children["model"], DIYModel):
+    backbone = backbone_class()  # diy.DIYModel, or the learner's own (DIY_BACKBONE)
+    if "model" not in children or not isinstance(children["model"], backbone):
         found = ", ".join(f"self.{n}" for n in children) or "没有任何子模块"
         raise Failed(f"没有找到 self.model（DIYModel 骨干网络）；现有子模块：{found}。",
                      "在 __init__ 里写 self.model = DIYModel(...)：后面的步骤和 state_dict 的键 "
@@ -100,8 +102,9 @@ def check_structure(clm, args) -> None:
         raise Failed(f"DIYForCausalLM{args} 的 lm_head 是 nn.Linear({head.in_features}, "
                      f"{head.out_features})，应为 nn.Linear({hidden_size}, {vocab_size})。",
                      "用构造函数的 hidden_size 和 vocab_size，不要写死数字，也不要写反。")
-    c = model.config
-    got = (c.vocab_size, c.num_layers, c.hidden_size, c.num_heads, c.max_seq_len, c.dropout)
+    c = getattr(model, "config", None)  # the reference's; a learner's backbone may have none
+    got = (c.vocab_size, c.num_layers, c.hidden_size, c.num_heads, c.max_seq_len, c.dropout) \
+        if isinstance(c, DIYConfig) else tuple(args)
     if got != tuple(args):
         raise Failed(f"self.model 的配置 {got} 与传入的参数 {tuple(args)} 不一致。",
                      "把 __init__ 收到的参数按同样顺序原样交给 DIYModel(...)。")
@@ -112,9 +115,9 @@ def check_structure(clm, args) -> None:
                      "DIYForCausalLM 只包含骨干 self.model 和输出层 self.lm_head。")
 
 
-def same_weights_reference(clm):
+def same_weights_reference(clm, args):
     """A reference DIYForCausalLM holding exactly the learner's weights, both in eval mode."""
-    reference = ReferenceCausalLM(clm.model.config)
+    reference = ReferenceCausalLM(*args)  # the same backbone class (DIY_BACKBONE or diy's)
     reference.load_state_dict(clm.state_dict(), strict=True)
     clm.eval()
     return reference.eval()

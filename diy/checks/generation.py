@@ -124,9 +124,10 @@ class CallLog:
             new = ids.shape[1] if isinstance(ids, torch.Tensor) and ids.dim() == 2 else None
             self.calls.append(Call(new, cached_length(a["past_key_values"]), bool(a["use_cache"]),
                                    bool(a["is_training"]), self.inner.training,
-                                   a["attention_mask"]))
+                                   a.get("attention_mask")))  # a learner's may have none
             return original(*args, **kwargs)
 
+        recording.__signature__ = signature  # who asks (accepts_attention_mask) sees the real one
         self.inner.forward = recording
 
     def remove(self):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import build_active_backbone
 from ..config import DIYConfig
-from ..model import DIYModel
 from .report import Failed, Todo, call_learner, run_check
 
 EXERCISE = "1.1"
@@ -71,7 +71,7 @@ def check_head(build_lm_head, config: DIYConfig) -> nn.Linear:
 def check_forward(forward_to_logits, config: DIYConfig, batch: int, length: int) -> None:
     B, L, C, V = batch, length, config.hidden_size, config.vocab_size
     torch.manual_seed(0)
-    model = DIYModel(config).eval()
+    model = build_active_backbone(config).eval()
     head = reference_build_lm_head(C, V)
     input_ids = torch.randint(0, V, (B, L))
     expected_hidden = model(input_ids)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbone import build_active_backbone
 from ..config import DIYConfig
-from ..model import DIYModel
 from .report import Failed, Todo, call_learner, mistake_matcher, run_check
 
 
@@ -243,7 +243,7 @@ def check_train_step(train_step):
         config = DIYConfig(vocab_size=97, hidden_size=32, num_layers=1, num_heads=2,
                            max_seq_len=16, dropout=0.0)
         torch.manual_seed(0)
-        model = DIYModel(config)
+        model = build_active_backbone(config)
         lm_head = nn.Linear(32, 97, bias=False)
         _, input_ids = padded_batch(3, 8, 97, 0, [8, 5, 3], seed=2)
         seq_lengths = torch.tensor([8, 5, 3])

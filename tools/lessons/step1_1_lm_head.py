@@ -19,6 +19,8 @@ CELLS = [
     ## 0. 准备：导入与超参数
 
     `diy` 是课程的共享包，骨干网络 `DIYModel` 就在里面（embedding → transformer blocks → final norm）。
+    如果你在第零步搭了自己的 `DIYModel.py`（或早就有一个），设置 `DIY_BACKBONE` 后这里和后面每一课都用你的类
+    （见 README「已经有自己的 DIYModel？」）；下面打印的一行会说明此刻用的是哪一个。
     固定随机种子，这样你每次运行看到的数字都一样。
     """),
     code("""
@@ -26,12 +28,14 @@ CELLS = [
     import torch
     from torch import nn
 
-    from diy import DIYModel
+    from diy.backbone import backbone_class, describe
     from diy.checks import check_lm_head
     from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
+    DIYModel = backbone_class()  # 课程的 diy.DIYModel；设了 DIY_BACKBONE 时是你自己的 DIYModel.py
     torch.manual_seed(0)
     print("torch", torch.__version__.split("+")[0])  # 不打印 +cpu / +cu130 这样的构建后缀：课程在哪个构建上结果都一样
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     md("""
     这些超参数和 `DIYModel` 的构造参数一一对应，后面封装 `DIYForCausalLM` 时也用同一组。
@@ -189,7 +193,10 @@ CELLS = [
     backbone_params = sum(p.numel() for p in model.parameters())
     head_params = lm_head.weight.numel()
     total = backbone_params + head_params
-    print("embed_tokens.weight:", tuple(model.embed_tokens.weight.shape))
+    # 骨干里 (vocab_size, hidden_size) 的那个 nn.Embedding（课程的骨干里叫 embed_tokens）
+    name, embedding = next((n, m) for n, m in model.named_modules()
+                           if isinstance(m, nn.Embedding) and m.num_embeddings == vocab_size)
+    print(f"{name}.weight:", tuple(embedding.weight.shape))
     print("lm_head.weight:     ", tuple(lm_head.weight.shape))
     print(f"骨干 {backbone_params:,} + lm_head {head_params:,} = {total:,}")
     print(f"lm_head 占全部参数的 {head_params / total:.1%}")

@@ -27,16 +27,19 @@ CELLS = [
     import torch.nn.functional as F
     from torch import nn
 
-    from diy import CharTokenizer, DIYModel, load_passage
+    from diy import CharTokenizer, load_passage
+    from diy.backbone import backbone_class, describe
     from diy.checks import check_backward, check_next_token_loss, check_train_step
     from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
+    DIYModel = backbone_class()  # 课程的 diy.DIYModel；设了 DIY_BACKBONE 时是你自己的 DIYModel.py
     vocab_size, hidden_size, num_layers, num_heads, max_seq_len, dropout = 6400, 256, 2, 4, 128, 0.1
 
     torch.manual_seed(0)
     model = DIYModel(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)
     lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
     print("model + lm_head ready:", tuple(lm_head.weight.shape))
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     md("""
     ## 1. 一个真的带 padding 的 batch

@@ -17,12 +17,15 @@ CELLS = [
     import torch.nn.functional as F
     from torch import nn
 
-    from diy import DIYModel, causal_lm_loss
+    from diy import causal_lm_loss
+    from diy.backbone import backbone_class, describe
     from diy.checks import check_causal_lm
 
+    DIYModel = backbone_class()  # 课程的 diy.DIYModel；设了 DIY_BACKBONE 时是你自己的 DIYModel.py
     vocab_size, hidden_size, num_layers, num_heads, max_seq_len, dropout = 6400, 256, 2, 4, 128, 0.1
     torch.manual_seed(0)
     print("ready")
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     md("""
     ## 1. ✏️ 练习 1.3：写出 DIYForCausalLM

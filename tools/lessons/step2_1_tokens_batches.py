@@ -26,10 +26,12 @@ CELLS = [
     import torch
 
     from diy import CharTokenizer, load_passage, training_stream
+    from diy.backbone import describe
     from diy.checks import check_get_batch
 
     torch.manual_seed(0)
     print("torch", torch.__version__)   # 版本号随安装而不同（+cpu、+cu130……），自动测试不比较这一格
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     md("""
     ## 1. 分词器：字 ↔ id

@@ -38,6 +38,7 @@ CELLS = [
         load_passage,
         training_stream,
     )
+    from diy.backbone import describe
     from diy.checks import check_evaluate, check_train_loop, check_training_step
     from diy.course_runs import course_run
     from diy.data import eval_batch
@@ -55,6 +56,7 @@ CELLS = [
     ignored = (eval_labels[:, 1:] == -100).sum(dim=1).tolist()
     print("每行被忽略（-100）的目标个数:", ignored)
     print("被计分的目标一共:", int((eval_labels[:, 1:] != -100).sum()), "= 短文长度", len(document), "- 1")
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     md("""
     第一行的目标全部计分；后面每一行只给前面的行没算过的目标计分，其余标成 -100。加起来每个「下一个字」正好算一次：

@@ -26,6 +26,7 @@ CELLS = [
     from matplotlib.ticker import MaxNLocator
 
     from diy import CharTokenizer, DIYConfig, DIYForCausalLM, get_batch, load_passage, training_stream
+    from diy.backbone import describe
     from diy.checks import check_greedy_continue
     from diy.course_model import course_model
     from diy.course_runs import HELD_OUT, course_run
@@ -39,6 +40,7 @@ CELLS = [
     prompt_ids = torch.tensor([tokenizer.encode(prompt)])  # (1, 8)
     print("提示词:", prompt, " prompt_ids.shape:", tuple(prompt_ids.shape))
     print("它在短文里只出现一次:", passage.count(prompt) == 1)
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     md("""
     ## 1. ✏️ 练习 2.3：贪心续写 greedy_continue

@@ -32,6 +32,7 @@ CELLS = [
     from matplotlib.ticker import MaxNLocator
 
     from diy import CharTokenizer, load_passage
+    from diy.backbone import describe
     from diy.checks import check_greedy_no_cache, check_greedy_with_cache
     from diy.course_model import step3_model
     from diy.errors import DIYInputError
@@ -39,6 +40,7 @@ CELLS = [
 
     model, which = step3_model()
     print("这一节用的模型:", which)
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     code("""
     tokenizer = CharTokenizer()

@@ -25,6 +25,7 @@ CELLS = [
     import torch
 
     from diy import CharTokenizer, load_passage
+    from diy.backbone import describe
     from diy.checks import check_sample_next_token, check_top_p
     from diy.course_model import step3_model
     from diy.generation import apply_top_k
@@ -32,6 +33,7 @@ CELLS = [
 
     model, which = step3_model()
     print("这一节用的模型:", which)
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     code("""
     tokenizer = CharTokenizer()

@@ -26,6 +26,7 @@ CELLS = [
     import torch
 
     from diy import CharTokenizer, load_passage
+    from diy.backbone import describe, supports
     from diy.checks import check_left_pad, check_my_generate, check_position_ids
     from diy.course_model import step3_model, tiny_gpt2
     from diy.errors import DIYInputError
@@ -34,6 +35,7 @@ CELLS = [
 
     model, which = step3_model()
     print("这一节用的模型:", which)
+    print(describe())  # 这门课此刻跑在哪个骨干网络上（见 README「已经有自己的 DIYModel？」）
     """),
     code("""
     tokenizer = CharTokenizer()
@@ -256,8 +258,9 @@ CELLS = [
     own = position_ids_from_mask(attention_mask)
     counted = torch.arange(input_ids.shape[1]).expand_as(input_ids)              # 每行都从 0 数到 7
     print("每行自己的位置:", own.tolist())
-    print("课程模型（RoPE）：每行自己的位置，各行与单独运行相同:", rows_equal_alone(course, input_ids, attention_mask, own))
-    print("课程模型（RoPE）：都从 0 数，      各行与单独运行相同:", rows_equal_alone(course, input_ids, attention_mask, counted))
+    if supports(model, "course_internals"):  # 用 DIY_BACKBONE 换了骨干时跳过（它没有这些零件）
+        print("课程模型（RoPE）：每行自己的位置，各行与单独运行相同:", rows_equal_alone(course, input_ids, attention_mask, own))
+        print("课程模型（RoPE）：都从 0 数，      各行与单独运行相同:", rows_equal_alone(course, input_ids, attention_mask, counted))
     """),
     md("""
     两种位置都对！这不是巧合：RoPE 里 q·k 只取决于两个位置的**差**（旋转 m 和旋转 n 的点积，只和 m − n 有关）。
@@ -347,16 +350,17 @@ CELLS = [
 
 
     print("贪心:", torch.equal(my_generate(model, prompt_ids, 40, argmax), model.generate(prompt_ids, max_new_tokens=40)))
-    mine = my_generate(model, input_ids, 20, argmax, attention_mask=attention_mask)
-    print("左 padding 的 batch:", torch.equal(mine, model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20)))
-    stop = int(mine[0, -15])                                              # 第 0 行的第 6 个新 token 当作结束符
-    print("遇到 eos 停下:", torch.equal(my_generate(model, input_ids, 20, argmax, attention_mask=attention_mask, eos_token_id=stop),
-                                    model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20, eos_token_id=stop)))
-    g = torch.Generator().manual_seed(0)
-    sampled_mine = my_generate(model, input_ids, 20, lambda s: sample_next_token(s, 1.5, 3, None, g), attention_mask=attention_mask)
-    sampled = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20, do_sample=True, temperature=1.5,
-                             top_k=3, generator=torch.Generator().manual_seed(0))
-    print("同一个种子的采样:", torch.equal(sampled_mine, sampled))
+    if supports(model, "attention_mask"):  # 你的骨干（DIY_BACKBONE）没有 attention_mask 时跳过
+        mine = my_generate(model, input_ids, 20, argmax, attention_mask=attention_mask)
+        print("左 padding 的 batch:", torch.equal(mine, model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20)))
+        stop = int(mine[0, -15])                                              # 第 0 行的第 6 个新 token 当作结束符
+        print("遇到 eos 停下:", torch.equal(my_generate(model, input_ids, 20, argmax, attention_mask=attention_mask, eos_token_id=stop),
+                                        model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20, eos_token_id=stop)))
+        g = torch.Generator().manual_seed(0)
+        sampled_mine = my_generate(model, input_ids, 20, lambda s: sample_next_token(s, 1.5, 3, None, g), attention_mask=attention_mask)
+        sampled = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=20, do_sample=True, temperature=1.5,
+                                 top_k=3, generator=torch.Generator().manual_seed(0))
+        print("同一个种子的采样:", torch.equal(sampled_mine, sampled))
     """),
     md("""
     `generate` 里没有别的魔法：多出来的只是参数检查、预先分配的缓存、流式输出和重复惩罚。它也直接接受一组不同长度的提示词（列表），
@@ -398,18 +402,21 @@ CELLS = [
     code("""
     from diy.hf import to_llama_for_causal_lm
 
-    hf_model = to_llama_for_causal_lm(model).eval()
-    ours = model.generate(prompt_ids, max_new_tokens=40)
-    theirs = hf_model.generate(prompt_ids, max_new_tokens=40, do_sample=False, pad_token_id=0)
-    print("贪心逐 id 相同:", torch.equal(ours, theirs))
+    llama_like = supports(model, "transformers")  # 你的骨干（DIY_BACKBONE）不是 Llama 形状时跳过
+    if llama_like:
+        hf_model = to_llama_for_causal_lm(model).eval()
+        ours = model.generate(prompt_ids, max_new_tokens=40)
+        theirs = hf_model.generate(prompt_ids, max_new_tokens=40, do_sample=False, pad_token_id=0)
+        print("贪心逐 id 相同:", torch.equal(ours, theirs))
 
-    knobs = dict(do_sample=True, temperature=1.5, top_k=20, top_p=0.9)
-    torch.manual_seed(7)
-    ours = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=30, **knobs)
-    torch.manual_seed(7)
-    theirs = hf_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=30,
-                               pad_token_id=0, **knobs)
-    print("左 padding 的 batch、同一种子采样，逐 id 相同:", torch.equal(ours, theirs))
+    if llama_like and supports(model, "attention_mask"):
+        knobs = dict(do_sample=True, temperature=1.5, top_k=20, top_p=0.9)
+        torch.manual_seed(7)
+        ours = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=30, **knobs)
+        torch.manual_seed(7)
+        theirs = hf_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=30,
+                                   pad_token_id=0, **knobs)
+        print("左 padding 的 batch、同一种子采样，逐 id 相同:", torch.equal(ours, theirs))
     """),
     md("""
     采样也一样，因为两边按同样的顺序处理分数（3.2：温度 → top-k → top-p），并且都用 `torch.multinomial` 从全局随机数里抽
