@@ -105,7 +105,7 @@ def step3_model(folder=STEP2_CHECKPOINT) -> tuple[DIYForCausalLM, str]:
             reason = f"{folder} 读不出来（{type(exc).__name__}）"
         else:
             if model.config.vocab_size == DIYConfig().vocab_size:
-                return model, f"你在 2.3 训练并保存的模型（{folder}）"
+                return model, f"2.3 保存的模型（{folder}）"
             reason = f"{folder} 的词表大小是 {model.config.vocab_size}，不是课程分词器的"
     else:
         reason = f"没有找到 2.3 保存的 {folder}"
