@@ -37,12 +37,13 @@ install: $(STAMP)
 # Opens the course's first lesson (the first entry of the registry, diy/course.py).
 # make lab BACKBONE=path/to/DIYModel.py[:Class]: the whole course on the learner's own backbone
 # (DIY_BACKBONE, absolute so that every notebook's folder finds it), checked against the
-# contract first (python -m diy.doctor --backbone; a required item that fails stops here).
+# contract first (python -m diy.doctor --backbone; a required item that fails stops here),
+# opened at step 1's first lesson: with a backbone of one's own, step 0 is done.
 BACKBONE_ENV = $(if $(BACKBONE),DIY_BACKBONE="$(abspath $(BACKBONE))")
 lab: $(STAMP)
 	$(if $(BACKBONE),$(BIN)/python -m diy.doctor --backbone "$(abspath $(BACKBONE))")
 	$(BACKBONE_ENV) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
-		--LabApp.default_url=/lab/tree/notebooks/$$($(BIN)/python -m diy.course --first).ipynb
+		--LabApp.default_url=/lab/tree/notebooks/$$($(BIN)/python -m diy.course --first $(if $(BACKBONE),1)).ipynb
 
 # Lint, then unit tests and every notebook under strict nbval (options in pyproject.toml).
 # pytest exits 5 when it collected no test, and make treats any non-zero exit as a failure.

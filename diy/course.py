@@ -166,10 +166,12 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m diy.course --first: the first lesson's name (make lab)
+if __name__ == "__main__":  # python -m diy.course --first [STEP]: a first lesson's name (make lab)
     import sys
 
-    if sys.argv[1:] == ["--first"]:
-        print(next(iter(LESSONS)))
+    if sys.argv[1:2] == ["--first"]:
+        # with a step number: that step's first lesson (make lab BACKBONE=... starts at step 1)
+        wanted = int(sys.argv[2]) if len(sys.argv) > 2 else STEPS[0].number
+        print(next(step.lessons[0].name for step in STEPS if step.number == wanted))
     else:
         print(readme_table())

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,10 @@ def test_make_lab_passes_an_absolute_backbone_and_checks_it_first():
     doctor = next(i for i, line in enumerate(lines) if "diy.doctor --backbone" in line)
     lab = next(i for i, line in enumerate(lines) if "jupyter lab" in line)
     assert doctor < lab and f'{ENV}="{GPT2}:GPT2Style"' in lines[lab]
+    assert "diy.course --first 1)" in dry.stdout  # opens step 1: step 0 is the backbone they have
+    first_of_step_1 = subprocess.run([sys.executable, "-m", "diy.course", "--first", "1"],
+                                     cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert first_of_step_1 == "step1_1_lm_head"
 
 
 def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_backbone(
