@@ -42,10 +42,13 @@ class BackboneSpec:
 
     @classmethod
     def parse(cls, text: str) -> BackboneSpec:
-        """"path/to/file.py" or "path/to/file.py:ClassName" (a Windows drive letter is no class)."""
-        path, _, name = text.strip().rpartition(":")
-        if not path or not name.isidentifier():  # no class given, or "C:\\..." split wrongly
-            path, name = text.strip(), DEFAULT_CLASS
+        """"path/to/file.py" or "path/to/file.py:ClassName" (a Windows drive letter is no class;
+        a bad class name after a real file is kept, so that load() names it)."""
+        text = text.strip()
+        path, _, name = text.rpartition(":")
+        names_a_file = path.endswith(".py") or Path(path).expanduser().is_file()
+        if not path or not (name.isidentifier() or names_a_file):  # "C:\\...", no class given
+            path, name = text, DEFAULT_CLASS
         return cls(Path(path).expanduser().resolve(), name)
 
     @classmethod
@@ -58,15 +61,19 @@ class BackboneSpec:
 
     def digest(self) -> str:
         """The file's content hash: caches of models trained on this backbone are keyed on it."""
+        self._check_exists()
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
-    def load(self) -> type:
-        """The backbone class, or a DIYBackboneError that names the file and the fix."""
+    def _check_exists(self) -> None:
         if not self.path.is_file():
             _fail(f"找不到骨干文件 {self.path}。",
                   f"检查路径（相对路径从当前文件夹 {Path.cwd()} 算起），或写成绝对路径："
                   f"{ENV}=/完整/路径/DIYModel.py。",
                   f"backbone file {self.path} does not exist.")
+
+    def load(self) -> type:
+        """The backbone class, or a DIYBackboneError that names the file and the fix."""
+        self._check_exists()
         module_name = f"diy_backbone_{self.digest()}"
         module = sys.modules.get(module_name)
         if module is None:
@@ -81,6 +88,7 @@ class BackboneSpec:
                   f"（文件里的 nn.Module 类：{listed}）。",
                   f"在路径后面写上类名：{ENV}={self.path.name}:类名（默认是 {DEFAULT_CLASS}）。",
                   f"{self.path.name} defines no nn.Module class named {self.class_name}.")
+        _check_forward_signature(found, self)
         return found
 
     def build(self, config: DIYConfig | None = None) -> nn.Module:
@@ -100,10 +108,33 @@ class BackboneSpec:
                   f"max_seq_len, dropout) failed: {type(exc).__name__}: {exc}")
 
 
+# passed by name (input_ids comes first, by position)
+CONTRACT_KEYWORDS = ("seq_lengths", "past_key_values", "use_cache", "is_training")
+
+
+def _check_forward_signature(model_class: type, spec: BackboneSpec) -> None:
+    """forward must take the contract's keyword arguments by name (the course passes them so)."""
+    if model_class.forward is nn.Module.forward:
+        _fail(f"{spec.path.name} 的 {spec.class_name} 没有定义 forward。",
+              "按课程的约定写：def forward(self, input_ids, seq_lengths=None, "
+              "past_key_values=None, use_cache=False, is_training=True)。",
+              f"{spec.class_name} defines no forward.")
+    parameters = inspect.signature(model_class.forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    missing = [name for name in CONTRACT_KEYWORDS if name not in parameters]
+    if missing:
+        _fail(f"{spec.path.name} 的 {spec.class_name}.forward 没有参数 {'、'.join(missing)}。",
+              "按课程的约定写：def forward(self, input_ids, seq_lengths=None, "
+              "past_key_values=None, use_cache=False, is_training=True)。",
+              f"{spec.class_name}.forward lacks {', '.join(missing)}.")
+
+
 def _import_file(path: Path, module_name: str):
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    sys.path.insert(0, str(path.parent))  # "from layers import ..." next to the file works
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -111,6 +142,13 @@ def _import_file(path: Path, module_name: str):
         _fail(f"{path.name} 第 {exc.lineno} 行有语法错误：{exc.msg}。",
               "在编辑器里打开这一行改正，再运行一次。",
               f"syntax error in {path.name}, line {exc.lineno}: {exc.msg}")
+    except ModuleNotFoundError as exc:
+        del sys.modules[module_name]
+        _fail(f"导入 {path.name} 时找不到模块 {exc.name}。",
+              f"{exc.name} 是你自己的文件？把它放在 {path.name} 旁边（同一个文件夹）；"
+              "是别人的包？在课程的 venv 里 pip install。注意：缓存只认 "
+              f"{path.name} 本身的内容，改了旁边的文件请同时改一下它（例如加一行注释）。",
+              f"importing {path.name}: no module named {exc.name}.")
     except Exception as exc:  # noqa: BLE001 - any exception while the learner's file runs
         del sys.modules[module_name]
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
@@ -119,6 +157,8 @@ def _import_file(path: Path, module_name: str):
               "文件在被导入时就运行了出错的代码：把测试代码放进 if __name__ == \"__main__\": 下面，"
               "或改正这一行。",
               f"importing {path.name} raised {type(exc).__name__}: {exc}")
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
@@ -157,10 +197,18 @@ def build_active_backbone(config: DIYConfig) -> nn.Module:
 
 
 def accepts_attention_mask(backbone: nn.Module) -> bool:
-    """Does the backbone's forward take ``attention_mask`` (left-padded batches, lesson 3.3)?"""
-    parameters = inspect.signature(backbone.forward).parameters
-    return "attention_mask" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    """Does the backbone's forward name ``attention_mask`` (left-padded batches, lesson 3.3)?
+    Only a named parameter counts: ``**kwargs`` may swallow it unread. Whether it is used
+    right is what ``python -m diy.doctor --backbone`` checks."""
+    return "attention_mask" in inspect.signature(backbone.forward).parameters
+
+
+def is_reference(model: nn.Module) -> bool:
+    """Is ``model`` (a DIYForCausalLM, the learner's own 1.3 class included) built on the
+    course's diy.DIYModel, whose internals (cache, rotary) the course may use directly?"""
+    from .model import DIYModel
+
+    return type(getattr(model, "model", None)) is DIYModel
 
 
 def record(spec: BackboneSpec | None) -> dict | None:
@@ -185,10 +233,10 @@ def use(text: str, config: DIYConfig | None = None) -> BackboneSpec:
 FEATURES = {
     "attention_mask": ("左 padding 的批量：forward 的 attention_mask 参数",
                        lambda model: accepts_attention_mask(model.model)),
-    "course_internals": ("课程骨干的内部零件（embed_tokens、rotary、layers、norm）",
-                         lambda model: getattr(model, "is_reference", True)),
+    "course_internals": ("课程参考骨干 diy.DIYModel 自己的内部接口（rotary.at、"
+                         "layer(x, cos, sin, mask, past)）", is_reference),
     "transformers": ("与 transformers 的 LlamaForCausalLM 同名同形状的参数（diy.hf、diy.export）",
-                     lambda model: getattr(model, "is_reference", True) or _fits_llama(model)),
+                     lambda model: is_reference(model) or _fits_llama(model)),
 }
 
 
@@ -216,4 +264,5 @@ def describe() -> str:
     spec = active()
     if spec is None:
         return "骨干网络：课程的参考实现 diy.DIYModel"
+    spec.load()  # a file that cannot be used says so here, in the notebook's first cell
     return f"骨干网络：你的 {spec.path.name}:{spec.class_name}（来自 {ENV}）"

@@ -9,13 +9,14 @@ Checkpoints use Hugging Face's method names: `save_pretrained(folder)` / `from_p
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from . import checkpoint
-from .backbone import accepts_attention_mask, active, build_backbone
+from .backbone import DIYBackboneError, accepts_attention_mask, active, build_backbone
 from .errors import DIYInputError
 from .model import DIYModel, _as_config
-from .validation import check_input_ids, check_seq_lengths
+from .validation import check_forward_inputs
 
 
 class DIYForCausalLM(nn.Module):
@@ -41,24 +42,42 @@ class DIYForCausalLM(nn.Module):
         kwargs = {}
         if attention_mask is not None:  # a learner's backbone may not know this argument
             kwargs["attention_mask"] = attention_mask
-        if not self.is_reference:
-            seq_lengths = self._check_for_learner_backbone(input_ids, seq_lengths,
-                                                           attention_mask)
+        if not self.is_reference:  # the checks the reference backbone makes itself
+            self.check_attention_mask_support(attention_mask)
+            seq_lengths, _, _ = check_forward_inputs(self.config, input_ids, seq_lengths,
+                                                     past_key_values, use_cache, is_training,
+                                                     attention_mask)
         out = self.model(input_ids, seq_lengths=seq_lengths, past_key_values=past_key_values,
                          use_cache=use_cache, is_training=is_training, **kwargs)
+        if not self.is_reference:
+            self._check_backbone_output(out, input_ids, use_cache)
         if use_cache:
             hidden_states, presents = out  # cached inference path
             return self.lm_head(hidden_states), presents  # (B, L, V), one cache per layer
         return self.lm_head(out)  # (B, L, V)
 
-    def _check_for_learner_backbone(self, input_ids, seq_lengths, attention_mask):
-        """The checks the reference backbone makes itself, for a backbone that may not: clear
-        errors before the learner's code sees the input. Returns seq_lengths as a tensor."""
-        check_input_ids(self.config, input_ids)
-        self.check_attention_mask_support(attention_mask)
-        if seq_lengths is not None:
-            seq_lengths = check_seq_lengths(seq_lengths, *input_ids.shape).to(input_ids.device)
-        return seq_lengths
+    def _check_backbone_output(self, out, input_ids, use_cache) -> None:
+        """A learner's backbone that breaks the contract gets its own clear error here, not a
+        traceback from lm_head or the generation loop."""
+        want = (*input_ids.shape, self.config.hidden_size)
+        if use_cache:
+            problem = None if isinstance(out, (tuple, list)) and len(out) == 2 else \
+                f"use_cache=True 时返回了 {_describe(out)}，约定是 (hidden_states, presents)"
+            hidden = out[0] if problem is None else None
+        else:
+            problem = None if isinstance(out, torch.Tensor) else \
+                f"返回了 {_describe(out)}，约定是一个 hidden_states 张量"
+            hidden = out
+        if problem is None and (not isinstance(hidden, torch.Tensor)
+                                or tuple(hidden.shape) != want or hidden.dtype != torch.float32):
+            problem = f"hidden_states 是 {_describe(hidden)}，约定是 {want} 的 float32 张量"
+        if problem is not None:
+            spec = self.backbone_spec
+            name = f"{spec.path.name}:{spec.class_name}" if spec else type(self.model).__name__
+            raise DIYBackboneError(
+                f"你的骨干 {name} 的 forward {problem}。",
+                "改 forward 的返回值；python -m diy.doctor --backbone 你的文件 逐项检查整个约定。",
+                f"backbone {name}: {problem}")
 
     def check_attention_mask_support(self, attention_mask) -> None:
         """A clear error when a left-padding mask meets a backbone whose forward cannot take it."""
@@ -95,3 +114,11 @@ class DIYForCausalLM(nn.Module):
                         repetition_penalty=repetition_penalty, eos_token_id=eos_token_id,
                         attention_mask=attention_mask, use_cache=use_cache, generator=generator,
                         streamer=streamer, pad_token_id=pad_token_id)
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{tuple(value.shape)} 的 {value.dtype} 张量"
+    if isinstance(value, (tuple, list)):
+        return f"{len(value)} 项的 {type(value).__name__}"
+    return type(value).__name__

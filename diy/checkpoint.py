@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def _backbone_label(made_by: dict | None, reference: str = "课程的参考实�
     return reference if made_by is None else f"{made_by['file']}:{made_by['class']}"
 
 
-def _check_backbone(folder: Path) -> None:
-    """The checkpoint's backbone (config.json's diy_backbone) must be the one running now."""
+def _check_backbone(folder: Path) -> bool:
+    """The checkpoint's backbone (config.json's diy_backbone) must be the one running now (by
+    file and class name). Returns False when that file has changed since the save."""
     saved = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get(BACKBONE_KEY)
     now = backbone.record(backbone.active())
     same = (saved is None) == (now is None) and (
@@ -101,6 +103,7 @@ def _check_backbone(folder: Path) -> None:
                 f"{how}；或者用现在的骨干重新训练一个。",
                 f"the checkpoint was made with backbone {_backbone_label(saved, 'diy.DIYModel')}, "
                 f"the running one is {_backbone_label(now, 'diy.DIYModel')}.")
+    return saved is None or saved.get("sha256") == now["sha256"]
 
 
 def load(cls, folder, config: DIYConfig | None = None):
@@ -142,15 +145,25 @@ def load(cls, folder, config: DIYConfig | None = None):
         _refuse(f"{weights} 和 {CONFIG_NAME} 来自两次不同的保存（配置对不上）。",
                 "重新保存这个检查点；不要从不同的检查点里混拷文件。",
                 f"{WEIGHTS_NAME} and {CONFIG_NAME} come from different saves.")
-    _check_backbone(folder)
+    same_backbone_file = _check_backbone(folder)
     model = cls(saved)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:
         wrong = sorted(set(expected) ^ set(found)) or \
             [n for n in expected if expected[n] != found[n]]
+        if not same_backbone_file:
+            _refuse(f"{weights} 里的参数与现在的骨干不符（例如 {', '.join(wrong[:3])}）："
+                    "骨干文件在保存这个检查点之后改过。",
+                    "用现在的骨干重新训练、保存；或者把骨干文件改回保存时的样子。",
+                    f"the weights do not fit (e.g. {', '.join(wrong[:3])}): the backbone file "
+                    "changed after this checkpoint was saved.")
         _refuse(f"{weights} 里的参数与配置描述的模型不符（例如 {', '.join(wrong[:3])}）。",
                 "这不是 DIYForCausalLM 的检查点，或文件被改过；重新保存。",
                 f"the weights do not fit the config (e.g. {', '.join(wrong[:3])}).")
     model.load_state_dict(state, strict=True)
+    if not same_backbone_file:  # same names and shapes, perhaps other maths: say so, load
+        warnings.warn(f"{folder}：骨干文件在保存这个检查点之后改过，参数照样装上了，"
+                      "但输出可能和保存时不同。(the backbone file changed since the save)",
+                      stacklevel=3)
     return model.eval()

@@ -88,10 +88,13 @@ def check_training_path(model, config):
     ids = _course_ids(config, 2, 16)
     hidden = _hidden(model.train()(ids), "model(input_ids)")
     want = (2, 16, config.hidden_size)
-    if tuple(hidden.shape) != want or not hidden.is_floating_point():
-        raise _Broken(f"返回 {tuple(hidden.shape)} {hidden.dtype}，应为 {want} 的浮点张量",
+    if tuple(hidden.shape) != want:
+        raise _Broken(f"返回 {tuple(hidden.shape)}，应为 {want}",
                       "返回 embedding → 各层 → 最终 norm 之后的 hidden_states，不要接 lm_head。")
-    return f"model(input_ids) → {want} 的浮点张量"
+    if hidden.dtype != torch.float32:
+        raise _Broken(f"hidden_states 的 dtype 是 {hidden.dtype}，课程的 lm_head 和 loss 用 float32",
+                      "不要在骨干里 .double() / .half()；参数和计算都保持 PyTorch 默认的 float32。")
+    return f"model(input_ids) → {want} 的 float32 张量"
 
 
 def check_cache_path(model, config):
@@ -101,11 +104,31 @@ def check_cache_path(model, config):
         if tuple(hidden.shape) != (2, 8, config.hidden_size):
             raise _Broken(f"hidden_states 的形状是 {tuple(hidden.shape)}",
                           f"应为 (B, L, {config.hidden_size})。")
+        _check_presents(presents, config, batch=2, length=8)
         step_hidden, _ = _with_cache(model, ids[:, -1:], past_key_values=presents)
     if tuple(step_hidden.shape) != (2, 1, config.hidden_size):
         raise _Broken(f"把 presents 作为 past_key_values 传回、再输入 1 个 token，得到 "
                       f"{tuple(step_hidden.shape)}", f"应为 (B, 1, {config.hidden_size})。")
     return "use_cache=True 返回 (hidden_states, presents)，presents 能作为 past_key_values 传回"
+
+
+def _check_presents(presents, config, batch: int, length: int) -> None:
+    """presents: one (k, v) per layer, each (B, num_heads, length, head_dim): the layout of the
+    course (and of transformers' tuple caches) that steps 1.3 and 3 read the cache length from."""
+    head_dim = config.hidden_size // config.num_heads
+    want = (batch, config.num_heads, length, head_dim)
+    layout = ("presents 是每层一个 (k, v) 的列表，k、v 的形状都是 (B, num_heads, 长度, head_dim)"
+              "（课程和 transformers 的旧格式）：1.3 和第三步从第 3 维读缓存的长度。")
+    if not isinstance(presents, (list, tuple)) or len(presents) != config.num_layers:
+        got = f"{len(presents)} 项" if isinstance(presents, (list, tuple)) else \
+            type(presents).__name__
+        raise _Broken(f"presents 应是 {config.num_layers} 层各一项的列表，得到 {got}", layout)
+    for layer in presents:
+        if not (isinstance(layer, (list, tuple)) and len(layer) == 2
+                and all(isinstance(t, torch.Tensor) and tuple(t.shape) == want for t in layer)):
+            shapes = [tuple(t.shape) for t in layer if isinstance(t, torch.Tensor)] \
+                if isinstance(layer, (list, tuple)) else type(layer).__name__
+            raise _Broken(f"presents 里一层是 {shapes}，应为 (k, v)，各 {want}", layout)
 
 
 def check_causal(model, config):

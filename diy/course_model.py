@@ -102,7 +102,8 @@ def step3_model(folder=STEP2_CHECKPOINT) -> tuple[DIYForCausalLM, str]:
         try:
             model = DIYForCausalLM.from_pretrained(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: the course model
-            reason = f"{folder} 读不出来（{type(exc).__name__}）"
+            why = getattr(exc, "problem", None) or type(exc).__name__  # a DIYError says why
+            reason = f"{folder} 读不出来：{why}"
         else:
             if model.config.vocab_size == DIYConfig().vocab_size:
                 return model, f"2.3 保存的模型（{folder}）"

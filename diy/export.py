@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import backbone
 from .errors import DIYError
 
 
@@ -43,7 +44,9 @@ def export(checkpoint: Path, out: Path) -> Path:
 
     model = DIYForCausalLM.from_pretrained(checkpoint)  # checks the checkpoint first
     tokenizer = CharTokenizer(model.config.vocab_size)
-    hf = to_llama_for_causal_lm(model).eval()
+    hf = to_llama_for_causal_lm(model).eval()  # refuses weights whose names do not fit Llama
+    if not model.is_reference:  # a learner's backbone: Llama's names, but also Llama's maths?
+        _check_same_logits(model, hf)
     for config in (hf.config, hf.generation_config):
         config.bos_token_id = tokenizer.bos_token_id
         config.eos_token_id = tokenizer.eos_token_id
@@ -54,14 +57,34 @@ def export(checkpoint: Path, out: Path) -> Path:
     return out
 
 
+def _check_same_logits(model, hf) -> None:
+    """Refuse to export a model that transformers would compute differently."""
+    import torch
+
+    ids = torch.arange(1, 17)[None] % model.config.vocab_size  # (1, 16)
+    with torch.no_grad():
+        ours, theirs = model.eval()(ids), hf(input_ids=ids).logits
+    gap = float((ours - theirs).abs().max())
+    if gap > 1e-4:
+        raise DIYError(f"权重装进了 transformers 的 Llama，但 logits 相差 {gap:.3g}："
+                       "你的骨干名字和 Llama 一样，计算却不一样，导出的模型会给出不同的结果。",
+                       "python -m diy.doctor --backbone 你的文件 的「与 transformers 一致」"
+                       "一项会指出差别（RMSNorm 的 eps、RoPE 的约定和 theta、SwiGLU）。",
+                       f"the Llama model computes other logits (max difference {gap:.3g}).")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diy.export",
                                      description="导出为 Hugging Face 格式 / export")
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints"),
                         help="检查点文件夹（默认 checkpoints/）")
     parser.add_argument("--out", type=Path, required=True, help="输出的 Hugging Face 文件夹")
+    parser.add_argument("--backbone", metavar="FILE[:CLASS]",
+                        help="检查点是用你自己的 DIYModel.py 训练的：同一个文件（同 DIY_BACKBONE）")
     args = parser.parse_args(argv)
     try:
+        if args.backbone:
+            backbone.use(args.backbone)
         if not args.checkpoint.is_dir():
             raise DIYError(f"找不到检查点文件夹 {args.checkpoint}/。",
                            f"先训练一个：python -m diy.train --out {args.checkpoint}。",

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from .backbone import is_reference
 from .errors import DIYInputError
 from .kv_cache import PreallocatedKV
 from .validation import check_attention_mask, check_input_ids
@@ -225,7 +226,7 @@ def _decode(model, input_ids, attention_mask, max_new_tokens, do_sample, tempera
     mask = attention_mask  # (B, L) or None
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
     past = None  # the cache: preallocated for prompt + max_new_tokens (no torch.cat per step)
-    if use_cache and getattr(model, "is_reference", True):  # a learner's backbone: (k, v) pairs
+    if use_cache and is_reference(model):  # a learner's backbone gets (k, v) pairs (torch.cat)
         past = PreallocatedKV.for_model(config, ids.shape[0], ids.shape[1] + max_new_tokens)
     prefilled = False
     if streamer is not None and hasattr(streamer, "put"):

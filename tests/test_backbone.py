@@ -54,6 +54,9 @@ def test_a_gpt2_style_backbone_passes_the_required_items_and_warns_on_the_option
     ("NoCausalMask", "因果", "因果 mask"),
     ("IgnoresCacheOffset", "缓存 ≡ 无缓存", "偏移"),
     ("NoPresents", "缓存路径", "presents"),
+    ("AlwaysTuple", "训练路径", "只返回一个张量"),
+    ("Double", "训练路径", "float32"),
+    ("BTHDPresents", "缓存路径", "(B, num_heads, 长度, head_dim)"),
     ("DropoutInEval", "eval 时确定", "dropout"),
     ("PaddingOffByOne", "右 padding", "seq_lengths"),
 ])
@@ -72,7 +75,13 @@ def test_each_broken_backbone_is_rejected_with_the_right_item(broken, item, word
     ("raise RuntimeError('boom')\n", "导入 DIYModel.py 时出错（第 1 行）"),
     ("from torch import nn\nclass Other(nn.Module):\n    pass\n", "没有名为 DIYModel"),
     ("from torch import nn\nclass DIYModel(nn.Module):\n    def __init__(self, config):\n"
-     "        super().__init__()\n", "六个位置参数"),
+     "        super().__init__()\n    def forward(self, input_ids, seq_lengths=None,\n"
+     "                past_key_values=None, use_cache=False, is_training=True):\n"
+     "        return input_ids\n", "六个位置参数"),
+    ("from torch import nn\nclass DIYModel(nn.Module):\n    pass\n", "没有定义 forward"),
+    ("from torch import nn\nclass DIYModel(nn.Module):\n    def forward(self, ids):\n"
+     "        return ids\n", "没有参数 seq_lengths、past_key_values、use_cache、is_training"),
+    ("from my_layers import Block\n", "找不到模块 my_layers"),
 ])
 def test_an_unusable_file_gets_one_clear_error_before_any_work(tmp_path, source, words):
     path = tmp_path / "DIYModel.py"
@@ -110,3 +119,28 @@ def test_doctor_backbone_command_exit_codes(capsys):
     assert main(["--backbone", f"{GPT2}:PaddingOffByOne"]) == 1  # the same command, in-process
     bad = capsys.readouterr()
     assert "❌ 右 padding" in bad.out and bad.err == ""
+
+
+def test_a_forward_that_swallows_attention_mask_is_not_taken_for_one_that_uses_it():
+    from diy.backbone import accepts_attention_mask
+
+    items = items_of(f"{GPT2}:KwargsMask")
+    assert conformance.passed(list(items.values()))  # the required items still hold
+    assert items["attention_mask"].render().startswith("⚠️ attention_mask：左 padding 的行")
+    model = BackboneSpec.parse(f"{GPT2}:KwargsMask").build()
+    assert not accepts_attention_mask(model)  # so generate refuses left padding, not guesses
+
+
+def test_a_file_next_to_the_backbone_can_be_imported(tmp_path):
+    (tmp_path / "my_layers.py").write_text("from torch import nn\nBlock = nn.Linear\n",
+                                           encoding="utf-8")
+    (tmp_path / "DIYModel.py").write_text(
+        f"from my_layers import Block\nimport sys\nsys.path.insert(0, {str(GPT2.parent)!r})\n"
+        "from gpt2_style import GPT2Style as DIYModel\n", encoding="utf-8")
+    assert BackboneSpec.parse(str(tmp_path / "DIYModel.py")).load().__name__ == "GPT2Style"
+    assert str(tmp_path) not in sys.path  # put there for the import only
+
+
+def test_a_bad_class_name_after_a_real_file_is_named():
+    with pytest.raises(DIYBackboneError, match="没有名为 Outer.Inner"):
+        BackboneSpec.parse(f"{GPT2}:Outer.Inner").load()

@@ -230,3 +230,79 @@ def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_b
     text = capsys.readouterr().out
     assert text.count("✅") == 4 + len(step2) + len(STEP3) and "❌" not in text, text
     assert "左 padding 的批量跳过了" in text  # 3.3c on a backbone without attention_mask
+
+
+@pytest.mark.parametrize("broken, use_cache, words", [
+    ("AlwaysTuple", False, "约定是一个 hidden_states 张量"),
+    ("Double", False, "float32"),
+    ("NoPresents", True, "约定是 (hidden_states, presents)"),
+])
+def test_a_contract_breach_at_run_time_is_named_not_a_traceback(monkeypatch, broken, use_cache,
+                                                                words):
+    from diy.backbone import DIYBackboneError
+
+    monkeypatch.setenv(ENV, f"{GPT2}:{broken}")
+    model = DIYForCausalLM(SMALL).eval()
+    for batch in (1, 2):  # a batch of 2 once split into "hidden" and "presents" unnoticed
+        with pytest.raises(DIYBackboneError) as caught:
+            model(torch.randint(0, 97, (batch, 6)), use_cache=use_cache, is_training=not use_cache)
+        assert words in caught.value.problem and "diy.doctor --backbone" in caught.value.fix
+
+
+def test_the_learners_backbone_gets_the_courses_input_checks(gpt2):
+    model = DIYForCausalLM(SMALL).eval()
+    with pytest.raises(DIYInputError, match="max_seq_len"):
+        model(torch.randint(0, 97, (1, SMALL.max_seq_len + 1)))
+    with pytest.raises(DIYInputError, match="is_training=False"):
+        model(torch.randint(0, 97, (1, 4)), use_cache=True)
+
+
+def test_a_mask_swallowed_by_kwargs_is_refused_not_silently_wrong(monkeypatch):
+    monkeypatch.setenv(ENV, f"{GPT2}:KwargsMask")
+    model = DIYForCausalLM(SMALL)
+    with pytest.raises(DIYInputError, match="attention_mask"):
+        model.generate([[5, 6, 7], [8]], max_new_tokens=3)
+
+
+def test_a_missing_backbone_file_is_a_clear_error_everywhere(tmp_path, monkeypatch):
+    from diy.backbone import DIYBackboneError
+    from diy.course_model import fingerprint
+
+    monkeypatch.setenv(ENV, str(tmp_path / "nosuch" / "DIYModel.py"))
+    for call in (describe, fingerprint, lambda: DIYForCausalLM(SMALL)):
+        with pytest.raises(DIYBackboneError, match="找不到骨干文件"):
+            call()
+
+
+def test_a_checkpoint_saved_before_the_file_changed(tmp_path, monkeypatch):
+    source = GPT2.read_text(encoding="utf-8")
+    path = tmp_path / "DIYModel.py"
+    path.write_text(source, encoding="utf-8")
+    monkeypatch.setenv(ENV, f"{path}:GPT2Style")
+    DIYForCausalLM(SMALL).save_pretrained(tmp_path / "ck")
+    path.write_text(source + "\n# a comment\n", encoding="utf-8")  # same weights: loads, warned
+    with pytest.warns(UserWarning, match="改过"):
+        DIYForCausalLM.from_pretrained(tmp_path / "ck")
+    path.write_text(source.replace("nn.Linear(hidden_size, 3 * hidden_size)",
+                                   "nn.Linear(hidden_size, 3 * hidden_size, bias=False)"),
+                    encoding="utf-8")  # other weights: refused, saying why
+    with pytest.raises(DIYInputError, match="骨干文件在保存这个检查点之后改过"):
+        DIYForCausalLM.from_pretrained(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("spec, words", [
+    (f"{GPT2}:GPT2Style", "装不进 transformers 的 Llama"),
+    (f"{Path(__file__).parent / 'backbones' / 'tweaked_llama.py'}:TweakedEps", "logits 相差"),
+])
+def test_export_refuses_a_backbone_transformers_would_not_reproduce(tmp_path, capsys, no_backbone,
+                                                                     spec, words):
+    from diy import export
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV, spec)
+        small_with_the_course_vocabulary = DIYConfig(**{**SMALL.to_dict(), "vocab_size": 6400})
+        DIYForCausalLM(small_with_the_course_vocabulary).save_pretrained(tmp_path / "ck")
+    assert export.main(["--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "hf"),
+                        "--backbone", spec]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()

@@ -1,11 +1,12 @@
-"""Lessons of steps 1 and 3 run top to bottom on a learner's backbone that is not Llama-shaped
-(DIY_BACKBONE = the GPT-2-style test backbone): no error, no ❌ from a self-check, the backbone
-named in the first cell, and every cell that needs what this backbone lacks says so (⏭️).
+"""Lesson 3.3 (the one whose cells need more than the contract) runs top to bottom on a
+learner's backbone that is not Llama-shaped (DIY_BACKBONE = the GPT-2-style test backbone): no
+error, no ❌ from a self-check, the backbone named in the first cell, and each of its three
+cells that need what this backbone lacks says so (⏭️).
 
-Step 3 generates with the learner's 2.3 checkpoint (checkpoints/step2, as step3_model() reads
-it): here a short training of that backbone, saved where 2.3 saves it, so that no kernel has to
-train the course model on it. Step 2's lessons train on it (course_run) and take a minute: they
-are run by hand (see the note on issue 16), not in every test run."""
+It generates with the learner's 2.3 checkpoint (checkpoints/step2, as step3_model() reads it):
+here a short training of that backbone, saved where 2.3 saves it, so that no kernel has to
+train the course model on it. The other lessons of steps 1-3 were run on it by hand (see the
+note on issue 16); their self-checks run on it in test_backbone_course.py."""
 
 from pathlib import Path
 

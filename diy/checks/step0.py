@@ -1262,8 +1262,9 @@ def _check_model_once(DIYModel, args, transformers):
 HEADER = '''"""我的 DIYModel：第零步（0.1～0.4）里我自己写的骨干网络。
 
 由 step0_4 的导出单元格从我的 notebook 里写出（每次运行导出单元格都会覆盖本文件）。
-用它学后面的课：DIY_BACKBONE=DIYModel.py（或 make lab BACKBONE=DIYModel.py）；
-检查它：python -m diy.doctor --backbone DIYModel.py
+用它学后面的课：在仓库根目录运行 make lab BACKBONE=notebooks/DIYModel.py
+（或设 DIY_BACKBONE=/完整路径/notebooks/DIYModel.py）；
+检查它：python -m diy.doctor --backbone notebooks/DIYModel.py
 """
 
 import math

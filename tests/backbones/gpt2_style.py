@@ -82,3 +82,45 @@ class DropoutInEval(GPT2Style):
 
 class PaddingOffByOne(GPT2Style):
     length_offset = 1
+
+
+# Contract breaches that the course must name (doctor ❌ and a clear error at run time), not
+# meet with a traceback from lm_head or the generation loop.
+
+class AlwaysTuple(GPT2Style):
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        return super().forward(input_ids, seq_lengths, past_key_values, True, is_training)
+
+
+class Double(GPT2Style):
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        out = super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)
+        return (out[0].double(), out[1]) if use_cache else out.double()
+
+
+class BTHDPresents(GPT2Style):
+    """Keeps its cache as (B, T, H, D): works on its own, but 1.3 and step 3 read (B, H, T, D)."""
+
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        if past_key_values is not None:
+            past_key_values = [(k.transpose(1, 2), v.transpose(1, 2)) for k, v in past_key_values]
+        out = super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)
+        if not use_cache:
+            return out
+        return out[0], [(k.transpose(1, 2), v.transpose(1, 2)) for k, v in out[1]]
+
+
+class KwargsMask(GPT2Style):
+    """Takes any keyword, attention_mask included, and ignores it: not a mask it understands."""
+
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True, **unused):
+        return super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)
+
+
+class NoSeqLengths(GPT2Style):
+    def forward(self, input_ids, past_key_values=None, use_cache=False, is_training=True):
+        return super().forward(input_ids, None, past_key_values, use_cache, is_training)

@@ -400,7 +400,7 @@ CELLS = [
         print("还没有导出 DIYModel.py：先让上面的自检全部 ✅，再从练习单元格起重新运行。")
     """),
     md("""
-    在终端里也能跑同样的检查：`python -m diy.doctor --backbone DIYModel.py`。
+    在终端里也能跑同样的检查：在仓库根目录运行 `.venv/bin/python -m diy.doctor --backbone notebooks/DIYModel.py`。
 
     ## 常见错误
 
@@ -422,7 +422,7 @@ CELLS = [
     - 与后面三步一致的接口：`DIYModel(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)`；训练路径返回 `hidden_states`，
       推理且 `use_cache=True` 时返回 `(hidden_states, presents)`。
 
-    **下一步**：让课程用你的骨干网络——设置环境变量 `DIY_BACKBONE=你的路径/DIYModel.py`（README 的「已经有自己的 DIYModel？」一节），
-    然后进入 **第一步 1.1**：在 `hidden_states` 上加 `lm_head`，得到 logits。
+    **下一步**：让课程用你的骨干网络——关掉 JupyterLab，在仓库根目录运行 `make lab BACKBONE=notebooks/DIYModel.py`
+    （或设置环境变量 `DIY_BACKBONE=完整路径/notebooks/DIYModel.py`；README 的「已经有自己的 DIYModel？」一节），它会打开 **第一步 1.1**：在 `hidden_states` 上加 `lm_head`，得到 logits。
     """),
 ]
