@@ -339,11 +339,12 @@ def _check_rotary_once(RotaryEmbedding, D: int, T: int, theta: float) -> None:
                              "用 torch.arange(...).float() 算角度，不要用 float64 / 整数。")
         positions = torch.arange(start, start + length)[None]  # (1, L)
         want_cos, want_sin = llama(torch.zeros(1, length, D), positions)  # (1, L, D) each
-        # 1e-4: angles reach T - 1 radians, whose float32 rounding (and transformers' matmul,
-        # which changes with the thread count) moves cos/sin by ~1e-5; every mistake moves more
-        if not (_close(cos, want_cos[0], 1e-4) and _close(sin, want_sin[0], 1e-4)):
+        # 1e-3: angles reach T - 1 radians, where float32 cos/sin differ by up to 1.5e-4
+        # between torch's vectorised and scalar paths (measured; which one runs can depend on
+        # the memory layout); every listed mistake moves the table by far more
+        if not (_close(cos, want_cos[0], 1e-3) and _close(sin, want_sin[0], 1e-3)):
             for name, (c, s) in _rope_mistakes(D, T, theta, start, length).items():
-                if _close(cos, c, 1e-4) and _close(sin, s, 1e-4):
+                if _close(cos, c, 1e-3) and _close(sin, s, 1e-3):
                     raise Failed(*ROPE_HINTS[name])
             raise Failed(f"forward({start}, {length}) 的 cos/sin 与 LlamaRotaryEmbedding 不同。",
                          "inv_freq = 1/theta^(arange(0, D, 2)/D)；angles = outer(arange(T), inv_freq)；"
