@@ -166,12 +166,17 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m diy.course --first [STEP]: a first lesson's name (make lab)
-    import sys
-
-    if sys.argv[1:2] == ["--first"]:
-        # with a step number: that step's first lesson (make lab BACKBONE=... starts at step 1)
-        wanted = int(sys.argv[2]) if len(sys.argv) > 2 else STEPS[0].number
+def main(argv: list[str]) -> None:
+    """python -m diy.course: the README's lesson table; --first [STEP]: the name of the course's
+    (or that step's) first lesson, for make lab (make lab BACKBONE=... starts at step 1)."""
+    if argv[:1] == ["--first"]:
+        wanted = int(argv[1]) if len(argv) > 1 else STEPS[0].number
         print(next(step.lessons[0].name for step in STEPS if step.number == wanted))
     else:
         print(readme_table())
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

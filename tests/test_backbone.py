@@ -1,7 +1,6 @@
 """A learner's own backbone file: loading it (diy.backbone) and checking it against the course's
 contract (diy.conformance, python -m diy.doctor --backbone)."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import torch
 
 from diy import conformance
 from diy.backbone import ENV, BackboneSpec, DIYBackboneError
-from tools.notebook_builder import ROOT
 
 GPT2 = Path(__file__).parent / "backbones" / "gpt2_style.py"
 
@@ -110,13 +108,14 @@ def test_conformance_leaves_the_global_random_state_alone():
 
 
 def test_doctor_backbone_command_exit_codes(capsys):
+    """python -m diy.doctor --backbone, in-process (its module entry is run as a command in
+    test_doctor.py)."""
     from diy.doctor import main
 
-    good = subprocess.run([sys.executable, "-m", "diy.doctor", "--backbone", f"{GPT2}:GPT2Style"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert good.returncode == 0 and "符合课程的约定" in good.stdout and "⚠️" in good.stdout
-    assert good.stderr == ""
-    assert main(["--backbone", f"{GPT2}:PaddingOffByOne"]) == 1  # the same command, in-process
+    assert main(["--backbone", f"{GPT2}:GPT2Style"]) == 0
+    good = capsys.readouterr()
+    assert "符合课程的约定" in good.out and "⚠️" in good.out and good.err == ""
+    assert main(["--backbone", f"{GPT2}:PaddingOffByOne"]) == 1
     bad = capsys.readouterr()
     assert "❌ 右 padding" in bad.out and bad.err == ""
 

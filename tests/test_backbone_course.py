@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -40,10 +39,10 @@ def gpt2(monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained_gpt2():
-    """The course recipe's first 10 steps on the GPT-2 style backbone (the env set only here)."""
+    """The course recipe's first 6 steps on the GPT-2 style backbone (the env set only here)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV, f"{GPT2}:GPT2Style")
-        model, history = train_on_text(config=TrainConfig(steps=10), progress=False)
+        model, history = train_on_text(config=TrainConfig(steps=6), progress=False)
     return model, history
 
 
@@ -84,7 +83,7 @@ def test_losses_and_gradients_on_the_learners_backbone(gpt2):
 def test_the_course_recipe_overfits_the_passage_on_the_learners_backbone(trained_gpt2):
     model, history = trained_gpt2
     assert type(model.model).__name__ == "GPT2Style"
-    assert history.eval_loss[-1] < 3.0  # measured 1.66 after 10 steps; ln 6400 = 8.76 before
+    assert history.eval_loss[-1] < 5.0  # measured 3.14 after 6 steps; ln 6400 = 8.76 before
 
 
 def test_cached_generation_equals_uncached_on_the_learners_backbone(trained_gpt2, monkeypatch):
@@ -187,9 +186,15 @@ def test_make_lab_passes_an_absolute_backbone_and_checks_it_first():
     lab = next(i for i, line in enumerate(lines) if "jupyter lab" in line)
     assert doctor < lab and f'{ENV}="{GPT2}:GPT2Style"' in lines[lab]
     assert "diy.course --first 1)" in dry.stdout  # opens step 1: step 0 is the backbone they have
-    first_of_step_1 = subprocess.run([sys.executable, "-m", "diy.course", "--first", "1"],
-                                     cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    assert first_of_step_1 == "step1_1_lm_head"
+
+
+
+def test_the_first_lesson_of_a_step(capsys):
+    from diy.course import main
+
+    for argv, first in ((["--first"], "step0_1_norm"), (["--first", "1"], "step1_1_lm_head")):
+        main(argv)
+        assert capsys.readouterr().out.strip() == first
 
 
 def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_backbone(

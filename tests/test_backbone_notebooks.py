@@ -4,7 +4,7 @@ error, no ❌ from a self-check, the backbone named in the first cell, and each 
 cells that need what this backbone lacks says so (⏭️).
 
 It generates with the learner's 2.3 checkpoint (checkpoints/step2, as step3_model() reads it):
-here a short training of that backbone, saved where 2.3 saves it, so that no kernel has to
+here an untrained model of that backbone, saved where 2.3 saves it, so that no kernel has to
 train the course model on it. The other lessons of steps 1-3 were run on it by hand (see the
 note on issue 16); their self-checks run on it in test_backbone_course.py."""
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from diy import DIYConfig, DIYForCausalLM
 from diy.backbone import ENV
 from diy.course_model import STEP2_CHECKPOINT
 from diy.notebook_runner import run_notebook
-from diy.training import TrainConfig, train_on_text
 from tools.notebook_builder import build
 
 SPEC = f"{Path(__file__).parent / 'backbones' / 'gpt2_style.py'}:GPT2Style"
@@ -32,9 +32,8 @@ def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lessons")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV, SPEC)
-        torch.manual_seed(0)
-        model, _ = train_on_text(config=TrainConfig(steps=5), progress=False)
-        model.save_pretrained(folder / STEP2_CHECKPOINT)
+        torch.manual_seed(0)  # untrained: the lesson's cells only need a model of this backbone
+        DIYForCausalLM(DIYConfig()).save_pretrained(folder / STEP2_CHECKPOINT)
     return folder
 
 

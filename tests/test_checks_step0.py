@@ -666,9 +666,9 @@ def test_the_exported_solution_backbone_runs_steps_1_to_3(tmp_path, capsys, monk
     path = tmp_path / "DIYModel.py"
     s0.export_backbone([ns[n] for n in (*PARTS, "DIYMLP", "DIYDecoderLayer", "DIYModel")], path)
     monkeypatch.setenv(ENV, str(path))
-    model, history = train_on_text(config=TrainConfig(steps=10), progress=False)
+    model, history = train_on_text(config=TrainConfig(steps=4), progress=False)
     assert type(model.model).__module__.startswith("diy_backbone_")  # the file, not diy.model
-    assert history.eval_loss[-1] < 6.0  # measured 4.21 after 10 steps; 8.76 untrained
+    assert history.eval_loss[-1] < 7.0  # measured 5.41 after 4 steps; 8.76 untrained
     ids = torch.tensor([CharTokenizer().encode("海边的小镇上有一")])
     assert torch.equal(model.generate(ids, max_new_tokens=20),
                        model.generate(ids, max_new_tokens=20, use_cache=False))
