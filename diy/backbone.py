@@ -59,6 +59,11 @@ class BackboneSpec:
     def __str__(self) -> str:
         return f"{self.path}:{self.class_name}"
 
+    @property
+    def name(self) -> str:
+        """"DIYModel.py:DIYModel": how messages name the learner's backbone."""
+        return f"{self.path.name}:{self.class_name}"
+
     def digest(self) -> str:
         """The file's content hash: caches of models trained on this backbone are keyed on it."""
         self._check_exists()
@@ -73,8 +78,7 @@ class BackboneSpec:
 
     def load(self) -> type:
         """The backbone class, or a DIYBackboneError that names the file and the fix."""
-        self._check_exists()
-        module_name = f"diy_backbone_{self.digest()}"
+        module_name = f"diy_backbone_{self.digest()}"  # digest() refuses a missing file
         module = sys.modules.get(module_name)
         if module is None:
             module = _import_file(self.path, module_name)
@@ -253,7 +257,7 @@ def supports(model: nn.Module, feature: str) -> bool:
     if has(model):
         return True
     spec = getattr(model, "backbone_spec", None)
-    name = f"{spec.path.name}:{spec.class_name}" if spec else type(model.model).__name__
+    name = spec.name if spec else type(model.model).__name__
     print(f"⏭️ 跳过：这一段要用{what}，你的骨干 {name} 没有。"
           f"（python -m diy.doctor --backbone 你的文件 列出它支持哪些；去掉 {ENV} 就用课程的骨干。）")
     return False
@@ -265,4 +269,4 @@ def describe() -> str:
     if spec is None:
         return "骨干网络：课程的参考实现 diy.DIYModel"
     spec.load()  # a file that cannot be used says so here, in the notebook's first cell
-    return f"骨干网络：你的 {spec.path.name}:{spec.class_name}（来自 {ENV}）"
+    return f"骨干网络：你的 {spec.name}（来自 {ENV}）"

@@ -13,9 +13,15 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .backbone import DIYBackboneError, accepts_attention_mask, active, build_backbone
+from .backbone import (
+    DIYBackboneError,
+    accepts_attention_mask,
+    active,
+    build_backbone,
+    is_reference,
+)
 from .errors import DIYInputError
-from .model import DIYModel, _as_config
+from .model import _as_config
 from .validation import check_forward_inputs
 
 
@@ -35,7 +41,12 @@ class DIYForCausalLM(nn.Module):
     @property
     def is_reference(self) -> bool:
         """True when the backbone is the course's diy.DIYModel (parity, export, fast cache)."""
-        return type(self.model) is DIYModel
+        return is_reference(self)
+
+    @property
+    def backbone_name(self) -> str:
+        """How messages name the backbone: "DIYModel.py:DIYModel" for a learner's file."""
+        return self.backbone_spec.name if self.backbone_spec else type(self.model).__name__
 
     def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
                 is_training=True, attention_mask=None):
@@ -72,8 +83,7 @@ class DIYForCausalLM(nn.Module):
                                 or tuple(hidden.shape) != want or hidden.dtype != torch.float32):
             problem = f"hidden_states 是 {_describe(hidden)}，约定是 {want} 的 float32 张量"
         if problem is not None:
-            spec = self.backbone_spec
-            name = f"{spec.path.name}:{spec.class_name}" if spec else type(self.model).__name__
+            name = self.backbone_name
             raise DIYBackboneError(
                 f"你的骨干 {name} 的 forward {problem}。",
                 "改 forward 的返回值；python -m diy.doctor --backbone 你的文件 逐项检查整个约定。",
@@ -82,9 +92,8 @@ class DIYForCausalLM(nn.Module):
     def check_attention_mask_support(self, attention_mask) -> None:
         """A clear error when a left-padding mask meets a backbone whose forward cannot take it."""
         if attention_mask is not None and not accepts_attention_mask(self.model):
-            name = self.backbone_spec.path.name if self.backbone_spec else type(self.model).__name__
             raise DIYInputError(
-                f"你的骨干 {name} 的 forward 不接受 attention_mask，"
+                f"你的骨干 {self.backbone_name} 的 forward 不接受 attention_mask，"
                 "而左 padding 的批量（3.3）要靠它让每行的位置从自己的第一个 token 数起、"
                 "不看 padding。",
                 "一条一条地生成（每次一个提示词，不要 padding），或者给 forward 加上 "

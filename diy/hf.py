@@ -46,11 +46,14 @@ def llama_config(config: DIYConfig):
     )
 
 
+def _shapes(state: dict) -> dict:
+    return {name: tuple(t.shape) for name, t in state.items()}
+
+
 def _load_strict(hf, state: dict) -> None:
     """Llama's weights from ``state``; a backbone with other names or shapes (a learner's,
     DIY_BACKBONE) gets a clear error naming what does not fit, not a wall of keys."""
-    expected = {name: tuple(t.shape) for name, t in hf.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state.items()}
+    expected, found = _shapes(hf.state_dict()), _shapes(state)
     if expected != found:
         wrong = sorted(set(found) - set(expected)) or sorted(set(expected) - set(found)) or \
             [name for name in expected if expected[name] != found[name]]
@@ -66,8 +69,7 @@ def _load_strict(hf, state: dict) -> None:
 def fits_llama(diy_causal_lm) -> bool:
     """Do a DIYForCausalLM's weights load into LlamaForCausalLM (names and shapes)?"""
     hf = _transformers().LlamaForCausalLM(llama_config(diy_causal_lm.config))
-    found = {name: tuple(t.shape) for name, t in diy_causal_lm.state_dict().items()}
-    return found == {name: tuple(t.shape) for name, t in hf.state_dict().items()}
+    return _shapes(diy_causal_lm.state_dict()) == _shapes(hf.state_dict())
 
 
 def to_llama_model(diy_model):
