@@ -22,7 +22,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # The Python check comes first, so that a too-old Python is never reported as a network problem.
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "❌ 找不到 $(PYTHON)：请先安装 Python 3.11 或更新的版本（见 README），或用 make lab PYTHON=python3.12 指定。"; exit 1; }
-	@$(PYTHON) diy/python_support.py
+	@$(PYTHON) diy/classroom/python_support.py
 	$(PYTHON) -m venv $(VENV)
 ifeq ($(shell uname -s),Linux)
 	$(BIN)/python -m pip install --quiet --timeout 10 --retries 0 \
@@ -34,16 +34,16 @@ endif
 
 install: $(STAMP)
 
-# Opens the course's first lesson (the first entry of the registry, diy/course.py).
+# Opens the course's first lesson (the first entry of the registry, diy/classroom/course.py).
 # make lab BACKBONE=path/to/DIYModel.py[:Class]: the whole course on the learner's own backbone
 # (DIY_BACKBONE, absolute so that every notebook's folder finds it), checked against the
-# contract first (python -m diy.doctor --backbone; a required item that fails stops here),
+# contract first (python -m diy.classroom.doctor --backbone; a required item that fails stops here),
 # opened at step 1's first lesson: with a backbone of one's own, step 0 is done.
 BACKBONE_ENV = $(if $(BACKBONE),DIY_BACKBONE="$(abspath $(BACKBONE))")
 lab: $(STAMP)
-	$(if $(BACKBONE),$(BIN)/python -m diy.doctor --backbone "$(abspath $(BACKBONE))")
+	$(if $(BACKBONE),$(BIN)/python -m diy.classroom.doctor --backbone "$(abspath $(BACKBONE))")
 	$(BACKBONE_ENV) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
-		--LabApp.default_url=/lab/tree/notebooks/$$($(BIN)/python -m diy.course --first $(if $(BACKBONE),1)).ipynb
+		--LabApp.default_url=/lab/tree/notebooks/$$($(BIN)/python -m diy.classroom.course --first $(if $(BACKBONE),1)).ipynb
 
 # Lint, then unit tests and every notebook under strict nbval (options in pyproject.toml).
 # pytest exits 5 when it collected no test, and make treats any non-zero exit as a failure.

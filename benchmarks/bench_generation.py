@@ -17,7 +17,7 @@ import time
 import torch
 
 from diy import CharTokenizer, load_passage
-from diy.course_model import course_model
+from diy.classroom.course_model import course_model
 from diy.hf import to_llama_for_causal_lm
 
 NEW_TOKENS, ROUNDS = 120, 9

@@ -1,5 +1,5 @@
 """The grader's speed on a class: 10 learners × the three step-1 solutions (30 notebooks),
-graded by `python -m diy.grade` as an instructor runs it.
+graded by `python -m diy.classroom.grade` as an instructor runs it.
 
     python benchmarks/bench_grading.py [--learners 10] [--jobs 2] [--sandbox on] [--repeats 3]
         [--compare OTHER_PYTHON OTHER_CHECKOUT]
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from diy.course import LESSONS
+from diy.classroom.course import LESSONS
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP1 = [name for name in LESSONS if name.startswith("step1_")]
@@ -45,7 +45,7 @@ def grade_once(folder: Path, jobs: int, sandbox: str, python: str = sys.executab
                checkout: Path = ROOT) -> float:
     report = folder.parent / "rows.json"
     start = time.perf_counter()
-    out = subprocess.run([python, "-m", "diy.grade", str(folder), "--jobs", str(jobs),
+    out = subprocess.run([python, "-m", "diy.classroom.grade", str(folder), "--jobs", str(jobs),
                           "--sandbox", sandbox, "--json", str(report)],
                          cwd=checkout, capture_output=True, text=True)
     seconds = time.perf_counter() - start

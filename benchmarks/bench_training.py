@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from diy import CharTokenizer, DIYConfig, DIYForCausalLM, get_batch, load_passage, training_stream
-from diy.course import LESSONS
+from diy.classroom.course import LESSONS
 from diy.hf import to_llama_for_causal_lm
 from diy.training import TrainConfig, train_on_text, train_step
 
@@ -85,7 +85,7 @@ def time_cli():
 def time_notebooks(step_prefix: str):
     import nbformat
 
-    from diy.notebook_runner import run_notebook
+    from diy.classroom.notebook_runner import run_notebook
 
     threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}  # as in a learner's Jupyter
     times = {}

@@ -203,7 +203,7 @@ def build_active_backbone(config: DIYConfig) -> nn.Module:
 def accepts_attention_mask(backbone: nn.Module) -> bool:
     """Does the backbone's forward name ``attention_mask`` (left-padded batches, lesson 3.3)?
     Only a named parameter counts: ``**kwargs`` may swallow it unread. Whether it is used
-    right is what ``python -m diy.doctor --backbone`` checks."""
+    right is what ``python -m diy.classroom.doctor --backbone`` checks."""
     return "attention_mask" in inspect.signature(backbone.forward).parameters
 
 
@@ -259,7 +259,7 @@ def supports(model: nn.Module, feature: str) -> bool:
     spec = getattr(model, "backbone_spec", None)
     name = spec.name if spec else type(model.model).__name__
     print(f"⏭️ 跳过：这一段要用{what}，你的骨干 {name} 没有。"
-          f"（python -m diy.doctor --backbone 你的文件 列出它支持哪些；去掉 {ENV} 就用课程的骨干。）")
+          f"（python -m diy.classroom.doctor --backbone 你的文件 列出它支持哪些；去掉 {ENV} 就用课程的骨干。）")
     return False
 
 

@@ -20,7 +20,7 @@ from .backbone import (
     build_backbone,
     is_reference,
 )
-from .errors import DIYInputError
+from .errors import DIYInputError, describe_value
 from .model import _as_config
 from .validation import check_forward_inputs
 
@@ -73,20 +73,21 @@ class DIYForCausalLM(nn.Module):
         want = (*input_ids.shape, self.config.hidden_size)
         if use_cache:
             problem = None if isinstance(out, (tuple, list)) and len(out) == 2 else \
-                f"use_cache=True 时返回了 {_describe(out)}，约定是 (hidden_states, presents)"
+                f"use_cache=True 时返回了 {describe_value(out)}，约定是 (hidden_states, presents)"
             hidden = out[0] if problem is None else None
         else:
             problem = None if isinstance(out, torch.Tensor) else \
-                f"返回了 {_describe(out)}，约定是一个 hidden_states 张量"
+                f"返回了 {describe_value(out)}，约定是一个 hidden_states 张量"
             hidden = out
         if problem is None and (not isinstance(hidden, torch.Tensor)
                                 or tuple(hidden.shape) != want or hidden.dtype != torch.float32):
-            problem = f"hidden_states 是 {_describe(hidden)}，约定是 {want} 的 float32 张量"
+            problem = f"hidden_states 是 {describe_value(hidden)}，约定是 {want} 的 float32 张量"
         if problem is not None:
             name = self.backbone_name
             raise DIYBackboneError(
                 f"你的骨干 {name} 的 forward {problem}。",
-                "改 forward 的返回值；python -m diy.doctor --backbone 你的文件 逐项检查整个约定。",
+                "改 forward 的返回值；python -m diy.classroom.doctor --backbone 你的文件 "
+                "逐项检查整个约定。",
                 f"backbone {name}: {problem}")
 
     def check_attention_mask_support(self, attention_mask) -> None:
@@ -97,7 +98,8 @@ class DIYForCausalLM(nn.Module):
                 "而左 padding 的批量（3.3）要靠它让每行的位置从自己的第一个 token 数起、"
                 "不看 padding。",
                 "一条一条地生成（每次一个提示词，不要 padding），或者给 forward 加上 "
-                "attention_mask 参数（python -m diy.doctor --backbone 你的文件 会检查它）。",
+                "attention_mask 参数（python -m diy.classroom.doctor --backbone 你的文件 "
+                "会检查它）。",
                 "this backbone's forward takes no attention_mask: generate one prompt at a time "
                 "or add attention_mask to its forward.")
 
@@ -123,11 +125,3 @@ class DIYForCausalLM(nn.Module):
                         repetition_penalty=repetition_penalty, eos_token_id=eos_token_id,
                         attention_mask=attention_mask, use_cache=use_cache, generator=generator,
                         streamer=streamer, pad_token_id=pad_token_id)
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{tuple(value.shape)} 的 {value.dtype} 张量"
-    if isinstance(value, (tuple, list)):
-        return f"{len(value)} 项的 {type(value).__name__}"
-    return type(value).__name__

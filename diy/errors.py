@@ -9,6 +9,16 @@ attributes instead of parsing the text.
 from __future__ import annotations
 
 
+def describe_value(value) -> str:
+    """What a value is, in a few words, for a message that says what was found instead of what
+    was wanted: a tensor's shape and dtype, a tuple's or list's length, otherwise the type."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor (errors.py needs no torch)
+        return f"形状 {tuple(value.shape)}、dtype {value.dtype} 的张量"
+    if isinstance(value, (tuple, list)):
+        return f"{len(value)} 项的 {type(value).__name__}"
+    return type(value).__name__
+
+
 def message(problem_zh: str, fix_zh: str, gloss_en: str) -> str:
     """One error message in the course's format: problem, fix, English gloss."""
     return f"{problem_zh}\n修复方法：{fix_zh}\n(English: {gloss_en})"

@@ -68,7 +68,8 @@ def _check_same_logits(model, hf) -> None:
     if gap > 1e-4:
         raise DIYError(f"权重装进了 transformers 的 Llama，但 logits 相差 {gap:.3g}："
                        "你的骨干名字和 Llama 一样，计算却不一样，导出的模型会给出不同的结果。",
-                       "python -m diy.doctor --backbone 你的文件 的「与 transformers 一致」"
+                       "python -m diy.classroom.doctor --backbone 你的文件 的"
+                       "「与 transformers 一致」"
                        "一项会指出差别（RMSNorm 的 eps、RoPE 的约定和 theta、SwiGLU）。",
                        f"the Llama model computes other logits (max difference {gap:.3g}).")
 

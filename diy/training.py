@@ -167,7 +167,8 @@ def train_on_text(text: str | None = None, config: TrainConfig | None = None, *,
                   progress: bool = True, on_eval=None, train_step: Callable = train_step):
     """A new DIYForCausalLM (course defaults, seeded with ``config.seed``) trained on ``text``
     (default: the course passage); returns (model, history). What `python -m diy.train` runs.
-    ``train_step`` can be replaced by one that records more (diy.course_runs: gradient norms).
+    ``train_step`` can be replaced by one that records more (diy.classroom.course_runs: gradient
+    norms).
 
     Characters outside the vocabulary become <unk> with a warning that names them.
     """

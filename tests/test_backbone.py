@@ -1,5 +1,5 @@
 """A learner's own backbone file: loading it (diy.backbone) and checking it against the course's
-contract (diy.conformance, python -m diy.doctor --backbone)."""
+contract (diy.classroom.conformance, python -m diy.classroom.doctor --backbone)."""
 
 import sys
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diy import conformance
 from diy.backbone import ENV, BackboneSpec, DIYBackboneError
+from diy.classroom import conformance
 
 GPT2 = Path(__file__).parent / "backbones" / "gpt2_style.py"
 
@@ -108,9 +108,9 @@ def test_conformance_leaves_the_global_random_state_alone():
 
 
 def test_doctor_backbone_command_exit_codes(capsys):
-    """python -m diy.doctor --backbone, in-process (its module entry is run as a command in
-    test_doctor.py)."""
-    from diy.doctor import main
+    """python -m diy.classroom.doctor --backbone, in-process (its module entry is run as a command
+    in test_doctor.py)."""
+    from diy.classroom.doctor import main
 
     assert main(["--backbone", f"{GPT2}:GPT2Style"]) == 0
     good = capsys.readouterr()

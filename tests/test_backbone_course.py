@@ -132,7 +132,7 @@ def test_checkpoints_remember_the_backbone(tmp_path, monkeypatch, gpt2):
 
 
 def test_the_course_models_cache_is_keyed_on_the_backbone_file(tmp_path, monkeypatch):
-    from diy.course_model import fingerprint
+    from diy.classroom.course_model import fingerprint
 
     monkeypatch.delenv(ENV, raising=False)
     reference = fingerprint()
@@ -182,15 +182,16 @@ def test_make_lab_passes_an_absolute_backbone_and_checks_it_first():
     dry = subprocess.run(["make", "-n", "lab", "BACKBONE=tests/backbones/gpt2_style.py:GPT2Style"],
                          cwd=ROOT, capture_output=True, text=True)
     lines = dry.stdout.splitlines()
-    doctor = next(i for i, line in enumerate(lines) if "diy.doctor --backbone" in line)
+    doctor = next(i for i, line in enumerate(lines) if "diy.classroom.doctor --backbone" in line)
     lab = next(i for i, line in enumerate(lines) if "jupyter lab" in line)
     assert doctor < lab and f'{ENV}="{GPT2}:GPT2Style"' in lines[lab]
-    assert "diy.course --first 1)" in dry.stdout  # opens step 1: step 0 is the backbone they have
+    # opens step 1: step 0 is the backbone they have
+    assert "diy.classroom.course --first 1)" in dry.stdout
 
 
 
 def test_the_first_lesson_of_a_step(capsys):
-    from diy.course import main
+    from diy.classroom.course import main
 
     for argv, first in ((["--first"], "step0_1_norm"), (["--first", "1"], "step1_1_lm_head")):
         main(argv)
@@ -200,7 +201,7 @@ def test_the_first_lesson_of_a_step(capsys):
 def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_backbone(
         gpt2, capsys):
     """The checks build their models on the active backbone; a right answer still passes."""
-    from diy.checks import (
+    from diy.classroom.checks import (
         check_causal_lm,
         check_evaluate,
         check_get_batch,
@@ -211,10 +212,10 @@ def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_b
         check_train_step,
         check_training_step,
     )
-    from diy.checks.greedy import reference_greedy_continue
-    from diy.checks.lm_head import reference_build_lm_head, reference_forward_to_logits
-    from diy.checks.loss import reference_next_token_loss, reference_train_step
-    from diy.checks.training import reference_train_loop
+    from diy.classroom.checks.greedy import reference_greedy_continue
+    from diy.classroom.checks.lm_head import reference_build_lm_head, reference_forward_to_logits
+    from diy.classroom.checks.loss import reference_next_token_loss, reference_train_step
+    from diy.classroom.checks.training import reference_train_loop
     from diy.data import get_batch
     from diy.training import evaluate, train_step
     from tests.test_checks_step3 import CHECKS as STEP3
@@ -251,7 +252,8 @@ def test_a_contract_breach_at_run_time_is_named_not_a_traceback(monkeypatch, bro
     for batch in (1, 2):  # a batch of 2 once split into "hidden" and "presents" unnoticed
         with pytest.raises(DIYBackboneError) as caught:
             model(torch.randint(0, 97, (batch, 6)), use_cache=use_cache, is_training=not use_cache)
-        assert words in caught.value.problem and "diy.doctor --backbone" in caught.value.fix
+        assert words in caught.value.problem
+        assert "diy.classroom.doctor --backbone" in caught.value.fix
 
 
 def test_the_learners_backbone_gets_the_courses_input_checks(gpt2):
@@ -271,7 +273,7 @@ def test_a_mask_swallowed_by_kwargs_is_refused_not_silently_wrong(monkeypatch):
 
 def test_a_missing_backbone_file_is_a_clear_error_everywhere(tmp_path, monkeypatch):
     from diy.backbone import DIYBackboneError
-    from diy.course_model import fingerprint
+    from diy.classroom.course_model import fingerprint
 
     monkeypatch.setenv(ENV, str(tmp_path / "nosuch" / "DIYModel.py"))
     for call in (describe, fingerprint, lambda: DIYForCausalLM(SMALL)):

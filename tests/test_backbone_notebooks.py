@@ -15,8 +15,8 @@ import torch
 
 from diy import DIYConfig, DIYForCausalLM
 from diy.backbone import ENV
-from diy.course_model import STEP2_CHECKPOINT
-from diy.notebook_runner import run_notebook
+from diy.classroom.course_model import STEP2_CHECKPOINT
+from diy.classroom.notebook_runner import run_notebook
 from tools.notebook_builder import build
 
 SPEC = f"{Path(__file__).parent / 'backbones' / 'gpt2_style.py'}:GPT2Style"

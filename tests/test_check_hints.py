@@ -1,12 +1,18 @@
-"""The shared machinery of every self-check (diy/checks/report.py): each common Python slip gets
-a hint naming its real cause, a method named without () is found in the learner's source, and a
-check never raises, whatever the learner's code returns."""
+"""The shared machinery of every self-check (diy/classroom/checks/report.py): each common Python
+slip gets a hint naming its real cause, a method named without () is found in the learner's
+source, and a check never raises, whatever the learner's code returns."""
 
 import pytest
 import torch
 
 from diy import DIYConfig, DIYForCausalLM
-from diy.checks.report import Failed, call_learner, common_hint, run_check, uncalled_methods
+from diy.classroom.checks.report import (
+    Failed,
+    call_learner,
+    common_hint,
+    run_check,
+    uncalled_methods,
+)
 from tests.check_helpers import verdict
 
 SMALL = DIYConfig(vocab_size=97, hidden_size=32, num_layers=1, num_heads=2, max_seq_len=32)

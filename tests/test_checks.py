@@ -7,15 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from diy import DIYForCausalLM, DIYModel
-from diy.checks import (
+from diy.classroom.checks import (
     check_backward,
     check_causal_lm,
     check_lm_head,
     check_next_token_loss,
     check_train_step,
 )
-from diy.checks.lm_head import reference_build_lm_head, reference_forward_to_logits
-from diy.checks.loss import reference_next_token_loss, reference_train_step
+from diy.classroom.checks.lm_head import reference_build_lm_head, reference_forward_to_logits
+from diy.classroom.checks.loss import reference_next_token_loss, reference_train_step
 from tests.check_helpers import assert_caught, placeholder, verdict
 
 # --------------------------------------------------------------------------------- 1.1 lm_head

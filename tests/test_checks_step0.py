@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from diy.checks import (
+from diy import model as reference_model
+from diy.classroom.checks import (
     check_apply_rotary,
     check_attention,
     check_backbone_parts,
@@ -16,7 +17,15 @@ from diy.checks import (
     check_rms_norm,
     check_rotary,
 )
-from diy.checks import step0 as s0
+from diy.classroom.checks.attention import ReferenceAttention, reference_causal_mask
+from diy.classroom.checks.decoder import ReferenceDecoderLayer, ReferenceMLP
+from diy.classroom.checks.export import export_backbone
+from diy.classroom.checks.norm import ReferenceRMSNorm
+from diy.classroom.checks.rope import (
+    ReferenceRotaryEmbedding,
+    reference_apply_rotary,
+    reference_rotate_half,
+)
 from tests.check_helpers import assert_caught, placeholder, verdict
 
 
@@ -136,10 +145,10 @@ RMS_MISTAKES = {
 @pytest.mark.parametrize("mistake", RMS_MISTAKES)
 def test_rms_norm_mistakes(capsys, mistake):
     cls, words = RMS_MISTAKES[mistake]
-    assert_caught(capsys, check_rms_norm(cls), s0.ReferenceRMSNorm, "0.1", words)
+    assert_caught(capsys, check_rms_norm(cls), ReferenceRMSNorm, "0.1", words)
 
 
-@pytest.mark.parametrize("cls", [s0.ReferenceRMSNorm, TorchRMSNorm, PlainRMSNorm,
+@pytest.mark.parametrize("cls", [ReferenceRMSNorm, TorchRMSNorm, PlainRMSNorm,
                                  rms_norm_class()], ids=["reference", "nn.RMSNorm", "plain",
                                                          "float32"])
 def test_rms_norm_correct_alternatives_pass(capsys, cls):
@@ -150,7 +159,7 @@ def test_rms_norm_placeholder_and_rng(capsys):
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    assert check_rms_norm(placeholder) is s0.ReferenceRMSNorm
+    assert check_rms_norm(placeholder) is ReferenceRMSNorm
     assert torch.equal(torch.rand(3), expected)
     assert verdict(capsys).startswith("⏳ 练习 0.1 待完成")
 
@@ -219,10 +228,10 @@ ROPE_MISTAKES = {
 @pytest.mark.parametrize("mistake", ROPE_MISTAKES)
 def test_rope_mistakes(capsys, mistake):
     cls, words = ROPE_MISTAKES[mistake]
-    assert_caught(capsys, check_rotary(cls), s0.ReferenceRotaryEmbedding, "0.2a", words)
+    assert_caught(capsys, check_rotary(cls), ReferenceRotaryEmbedding, "0.2a", words)
 
 
-@pytest.mark.parametrize("cls", [s0.ReferenceRotaryEmbedding, EinsumRope, rope_class()],
+@pytest.mark.parametrize("cls", [ReferenceRotaryEmbedding, EinsumRope, rope_class()],
                          ids=["reference", "einsum", "learner"])
 def test_rope_correct_alternatives_pass(capsys, cls):
     passes(capsys, check_rotary(cls), cls, "0.2a")
@@ -234,21 +243,21 @@ def interleaved_rotate_half(x):
 
 
 ROTATE_MISTAKES = {
-    "interleaved rotate_half": (interleaved_rotate_half, s0.reference_apply_rotary, "相邻交错"),
+    "interleaved rotate_half": (interleaved_rotate_half, reference_apply_rotary, "相邻交错"),
     "sign": (lambda x: torch.cat((x[..., x.shape[-1] // 2:], -x[..., :x.shape[-1] // 2]), -1),
-             s0.reference_apply_rotary, "负号放错了"),
+             reference_apply_rotary, "负号放错了"),
     "no swap": (lambda x: torch.cat((x[..., :x.shape[-1] // 2], -x[..., x.shape[-1] // 2:]), -1),
-                s0.reference_apply_rotary, "没有交换"),
+                reference_apply_rotary, "没有交换"),
     "hard-coded 32": (lambda x: torch.cat((-x[..., 32:], x[..., :32]), -1),
-                      s0.reference_apply_rotary, "不要写死"),
-    "minus in apply": (s0.reference_rotate_half,
-                       lambda x, c, s: x * c - s0.reference_rotate_half(x) * s, "符号错了"),
-    "cos and sin swapped": (s0.reference_rotate_half,
-                            lambda x, c, s: x * s + s0.reference_rotate_half(x) * c, "用反了"),
-    "only cos": (s0.reference_rotate_half, lambda x, c, s: x * c, "只乘了 cos"),
-    "in place": (s0.reference_rotate_half,
-                 lambda x, c, s: x.mul_(c).add_(s0.reference_rotate_half(x) * s), "原地修改"),
-    "returns None": (s0.reference_rotate_half, lambda x, c, s: None, "None"),
+                      reference_apply_rotary, "不要写死"),
+    "minus in apply": (reference_rotate_half,
+                       lambda x, c, s: x * c - reference_rotate_half(x) * s, "符号错了"),
+    "cos and sin swapped": (reference_rotate_half,
+                            lambda x, c, s: x * s + reference_rotate_half(x) * c, "用反了"),
+    "only cos": (reference_rotate_half, lambda x, c, s: x * c, "只乘了 cos"),
+    "in place": (reference_rotate_half,
+                 lambda x, c, s: x.mul_(c).add_(reference_rotate_half(x) * s), "原地修改"),
+    "returns None": (reference_rotate_half, lambda x, c, s: None, "None"),
 }
 
 
@@ -256,7 +265,7 @@ ROTATE_MISTAKES = {
 def test_rotate_mistakes(capsys, mistake):
     rotate_half, apply_rotary, words = ROTATE_MISTAKES[mistake]
     assert_caught(capsys, check_apply_rotary(rotate_half, apply_rotary),
-                  (s0.reference_rotate_half, s0.reference_apply_rotary), "0.2b", words)
+                  (reference_rotate_half, reference_apply_rotary), "0.2b", words)
 
 
 def chunk_rotate_half(x):
@@ -271,17 +280,17 @@ def einsum_apply(x, cos, sin):  # the 2x2 rotation written out on the pairs
     return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
 
 
-@pytest.mark.parametrize("pair", [(s0.reference_rotate_half, s0.reference_apply_rotary),
+@pytest.mark.parametrize("pair", [(reference_rotate_half, reference_apply_rotary),
                                   (chunk_rotate_half, einsum_apply)], ids=["reference", "chunk"])
 def test_rotate_correct_alternatives_pass(capsys, pair):
     passes(capsys, check_apply_rotary(*pair), pair, "0.2b")
 
 
 def test_rope_placeholders(capsys):
-    assert check_rotary(placeholder) is s0.ReferenceRotaryEmbedding
+    assert check_rotary(placeholder) is ReferenceRotaryEmbedding
     assert verdict(capsys).startswith("⏳ 练习 0.2a 待完成")
-    assert check_apply_rotary(placeholder, placeholder) == (s0.reference_rotate_half,
-                                                            s0.reference_apply_rotary)
+    assert check_apply_rotary(placeholder, placeholder) == (reference_rotate_half,
+                                                            reference_apply_rotary)
     assert verdict(capsys).startswith("⏳ 练习 0.2b 待完成")
 
 
@@ -334,10 +343,10 @@ MASK_MISTAKES = {
 @pytest.mark.parametrize("mistake", MASK_MISTAKES)
 def test_mask_mistakes(capsys, mistake):
     fn, words = MASK_MISTAKES[mistake]
-    assert_caught(capsys, check_causal_mask(fn), s0.reference_causal_mask, "0.3a", words)
+    assert_caught(capsys, check_causal_mask(fn), reference_causal_mask, "0.3a", words)
 
 
-@pytest.mark.parametrize("fn", [s0.reference_causal_mask, mask_fn(), tril_mask],
+@pytest.mark.parametrize("fn", [reference_causal_mask, mask_fn(), tril_mask],
                          ids=["reference", "learner", "tril"])
 def test_mask_correct_alternatives_pass(capsys, fn):
     passes(capsys, check_causal_mask(fn), fn, "0.3a")
@@ -369,9 +378,9 @@ def attention_class(scale="sqrt", softmax_dim=-1, use_mask=True, heads="view_tra
                 q, k, v = (p(x).view(B, L, H, D).transpose(1, 2) for p in (qp, kp, vp))
             else:
                 q, k, v = (p(x).reshape(B, H, L, D) for p in (qp, kp, vp))
-            q, k = s0.reference_apply_rotary(q, cos, sin), s0.reference_apply_rotary(k, cos, sin)
+            q, k = reference_apply_rotary(q, cos, sin), reference_apply_rotary(k, cos, sin)
             if rope_v:
-                v = s0.reference_apply_rotary(v, cos, sin)
+                v = reference_apply_rotary(v, cos, sin)
             if past_kv is not None:
                 if present == "cat":
                     k = torch.cat((past_kv[0], k), dim=2)
@@ -426,10 +435,10 @@ ATTENTION_MISTAKES = {
 @pytest.mark.parametrize("mistake", ATTENTION_MISTAKES)
 def test_attention_mistakes(capsys, mistake):
     cls, words = ATTENTION_MISTAKES[mistake]
-    assert_caught(capsys, check_attention(cls), s0.ReferenceAttention, "0.3b", words)
+    assert_caught(capsys, check_attention(cls), ReferenceAttention, "0.3b", words)
 
 
-@pytest.mark.parametrize("cls", [s0.ReferenceAttention, attention_class(),
+@pytest.mark.parametrize("cls", [ReferenceAttention, attention_class(),
                                  attention_class(sdpa=True), attention_class(einsum=True)],
                          ids=["reference", "manual", "sdpa", "einsum"])
 def test_attention_correct_alternatives_pass(capsys, cls):
@@ -437,7 +446,7 @@ def test_attention_correct_alternatives_pass(capsys, cls):
 
 
 def test_attention_placeholder(capsys):
-    assert check_attention(placeholder) is s0.ReferenceAttention
+    assert check_attention(placeholder) is ReferenceAttention
     assert verdict(capsys).startswith("⏳ 练习 0.3b 待完成")
 
 
@@ -479,8 +488,8 @@ def test_parts_solution_passes_and_a_broken_part_is_named(capsys):
     passes(capsys, check_backbone_parts(*parts), parts, "0.4a")
     broken = learner_namespace(("return torch.cat((-x2, x1), dim=-1)",
                                 "return torch.cat((x2, -x1), dim=-1)"))
-    reference = (s0.ReferenceRMSNorm, s0.ReferenceRotaryEmbedding, s0.reference_rotate_half,
-                 s0.reference_apply_rotary, s0.reference_causal_mask, s0.ReferenceAttention)
+    reference = (ReferenceRMSNorm, ReferenceRotaryEmbedding, reference_rotate_half,
+                 reference_apply_rotary, reference_causal_mask, ReferenceAttention)
     assert_caught(capsys, check_backbone_parts(*(broken[n] for n in PARTS)), reference, "0.4a",
                   "rotate_half（0.2b）")
     assert check_backbone_parts(*([placeholder] * 6)) == reference
@@ -506,7 +515,7 @@ MLP_MISTAKES = {
 @pytest.mark.parametrize("mistake", MLP_MISTAKES)
 def test_mlp_mistakes(capsys, mistake):
     edits, words = MLP_MISTAKES[mistake]
-    assert_caught(capsys, check_mlp(learner_namespace(*edits)["DIYMLP"]), s0.ReferenceMLP,
+    assert_caught(capsys, check_mlp(learner_namespace(*edits)["DIYMLP"]), ReferenceMLP,
                   "0.4b", words)
 
 
@@ -521,7 +530,7 @@ def test_mlp_other_names(capsys):
         def forward(self, x):
             return self.w2(torch.nn.functional.silu(self.w1(x)) * self.w3(x))
 
-    assert_caught(capsys, check_mlp(MLP), s0.ReferenceMLP, "0.4b", "gate_proj")
+    assert_caught(capsys, check_mlp(MLP), ReferenceMLP, "0.4b", "gate_proj")
 
 
 RESIDUAL_1 = "x = x + self.dropout(h)                                           # (B, L, C)"
@@ -558,7 +567,7 @@ LAYER_MISTAKES = {
 def test_layer_mistakes(capsys, mistake):
     edits, words = LAYER_MISTAKES[mistake]
     assert_caught(capsys, check_decoder_layer(learner_namespace(*edits)["DIYDecoderLayer"]),
-                  s0.ReferenceDecoderLayer, "0.4c", words)
+                  ReferenceDecoderLayer, "0.4c", words)
 
 
 LAYERS = ("self.layers = nn.ModuleList(\n"
@@ -593,13 +602,13 @@ MODEL_MISTAKES = {
 def test_model_mistakes(capsys, mistake):
     edits, words = MODEL_MISTAKES[mistake]
     assert_caught(capsys, check_diy_model(learner_namespace(*edits)["DIYModel"]),
-                  s0.reference_model.DIYModel, "0.4d", words)
+                  reference_model.DIYModel, "0.4d", words)
 
 
 @pytest.mark.parametrize("variant", ["solution", "reference", "sdpa attention"])
 def test_model_correct_alternatives_pass(capsys, variant):
     if variant == "reference":
-        cls = s0.reference_model.DIYModel
+        cls = reference_model.DIYModel
     elif variant == "solution":
         cls = learner_namespace()["DIYModel"]
     else:
@@ -621,11 +630,11 @@ def test_exported_solution_backbone_passes_conformance(tmp_path, capsys):
     """The learner's classes, written to DIYModel.py by the lesson's export, pass every required
     item of the course's conformance check (and transformers parity)."""
     from diy.backbone import BackboneSpec
-    from diy.conformance import passed, run
+    from diy.classroom.conformance import passed, run
 
     ns = learner_namespace()
     path = tmp_path / "DIYModel.py"
-    assert s0.export_backbone([ns[n] for n in (*PARTS, "DIYMLP", "DIYDecoderLayer", "DIYModel")],
+    assert export_backbone([ns[n] for n in (*PARTS, "DIYMLP", "DIYDecoderLayer", "DIYModel")],
                               path)
     assert verdict(capsys).startswith("✅ 写出了")
     text = path.read_text(encoding="utf-8")
@@ -637,7 +646,7 @@ def test_exported_solution_backbone_passes_conformance(tmp_path, capsys):
 
 def test_export_refuses_the_references(tmp_path, capsys):
     path = tmp_path / "DIYModel.py"
-    assert not s0.export_backbone([s0.ReferenceRMSNorm, s0.reference_model.DIYModel], path)
+    assert not export_backbone([ReferenceRMSNorm, reference_model.DIYModel], path)
     assert verdict(capsys).startswith("⏳ 还不能导出") and not path.exists()
 
 
@@ -664,7 +673,7 @@ def test_the_exported_solution_backbone_runs_steps_1_to_3(tmp_path, capsys, monk
 
     ns = learner_namespace()
     path = tmp_path / "DIYModel.py"
-    s0.export_backbone([ns[n] for n in (*PARTS, "DIYMLP", "DIYDecoderLayer", "DIYModel")], path)
+    export_backbone([ns[n] for n in (*PARTS, "DIYMLP", "DIYDecoderLayer", "DIYModel")], path)
     monkeypatch.setenv(ENV, str(path))
     model, history = train_on_text(config=TrainConfig(steps=4), progress=False)
     assert type(model.model).__module__.startswith("diy_backbone_")  # the file, not diy.model

@@ -6,15 +6,19 @@ import torch
 import torch.nn.functional as F
 
 from diy import causal_lm_loss
-from diy.checks import (
+from diy.classroom.checks import (
     check_evaluate,
     check_get_batch,
     check_greedy_continue,
     check_train_loop,
     check_training_step,
 )
-from diy.checks.greedy import reference_greedy_continue
-from diy.checks.training import LOOP_MISTAKES, reference_loop_variant, reference_train_loop
+from diy.classroom.checks.greedy import reference_greedy_continue
+from diy.classroom.checks.training import (
+    LOOP_MISTAKES,
+    reference_loop_variant,
+    reference_train_loop,
+)
 from diy.data import get_batch as reference_get_batch
 from diy.training import History
 from diy.training import evaluate as reference_evaluate

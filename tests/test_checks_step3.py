@@ -6,7 +6,7 @@ answers pass."""
 import pytest
 import torch
 
-from diy.checks import (
+from diy.classroom.checks import (
     check_greedy_no_cache,
     check_greedy_with_cache,
     check_left_pad,
@@ -15,9 +15,12 @@ from diy.checks import (
     check_sample_next_token,
     check_top_p,
 )
-from diy.checks.batched import reference_my_generate
-from diy.checks.generation import reference_greedy_no_cache, reference_greedy_with_cache
-from diy.checks.sampling import top_p_variant
+from diy.classroom.checks.batched import reference_my_generate
+from diy.classroom.checks.cached_greedy import (
+    reference_greedy_no_cache,
+    reference_greedy_with_cache,
+)
+from diy.classroom.checks.sampling import top_p_variant
 from diy.generation import apply_top_p, position_ids_from_mask
 from diy.generation import left_pad as reference_left_pad
 from diy.generation import sample_next_token as reference_sample_next_token

@@ -1,5 +1,5 @@
-"""The course registry (diy/course.py) is the only list of lessons: every place that needs the
-list derives it from there, and this file proves they agree."""
+"""The course registry (diy/classroom/course.py) is the only list of lessons: every place that
+needs the list derives it from there, and this file proves they agree."""
 
 import copy
 import re
@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diy import checks, course, grade
-from diy.checks import ipython_hints
+from diy.classroom import checks, course, grade
+from diy.classroom.checks import ipython_hints
 from tools import notebook_builder
 from tools.notebook_builder import ROOT, path_of
 
@@ -106,7 +106,8 @@ def test_readme_lesson_table_is_the_registrys():
 
 
 def test_no_module_names_a_lesson_outside_the_registry():
-    """Lesson names live in diy/course.py only (lesson sources and tests may name their own)."""
+    """Lesson names live in diy/classroom/course.py only (lesson sources and tests may name their
+    own)."""
     pattern = re.compile(r"step\d+_\d+_[a-z_]+")
     offenders = []
     for path in [*Path(ROOT, "diy").rglob("*.py"), Path(ROOT, "tools", "notebook_builder.py"),

@@ -1,5 +1,5 @@
-"""diy.course_runs: the recorded reference runs change nothing about training, are made once and
-then read from the cache, and survive a damaged or read-only cache."""
+"""diy.classroom.course_runs: the recorded reference runs change nothing about training, are made
+once and then read from the cache, and survive a damaged or read-only cache."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diy import TrainConfig
-from diy import course_runs as runs
+from diy.classroom import course_runs as runs
 from diy.training import train_on_text
 
 TINY = TrainConfig(steps=3, batch_size=2, seq_len=32, eval_every=2)

@@ -1,17 +1,18 @@
-"""python -m diy.doctor: no ❌ in the course environment, and a clear ❌ with a fix otherwise.
+"""python -m diy.classroom.doctor: no ❌ in the course environment, and a clear ❌ with a fix
+otherwise.
 Nothing here depends on which torch build (CPU / CUDA) or which supported Python is installed."""
 
 import re
 import subprocess
 import sys
 
-from diy import doctor, python_support
+from diy.classroom import doctor, python_support
 from tools.notebook_builder import ROOT
 
 
 def test_course_environment_is_healthy():
-    out = subprocess.run([sys.executable, "-m", "diy.doctor"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "diy.classroom.doctor"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout
     assert "❌" not in out.stdout
     for expected in ["Python 3.", "torch 2.13.0", "✅ Jupyter kernel python3",
@@ -46,7 +47,7 @@ def test_supported_python_is_said_once():
 
 def test_makefile_checks_python_before_it_creates_the_venv():
     recipe = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert recipe.index("diy/python_support.py") < recipe.index("-m venv $(VENV)")
+    assert recipe.index("diy/classroom/python_support.py") < recipe.index("-m venv $(VENV)")
 
 
 def test_python_check_script_messages():
@@ -57,7 +58,7 @@ def test_python_check_script_messages():
     assert status == "stop" and "python3.12-venv" in message
     assert python_support.verdict((3, 99, 0))[0] == "note"
     # the script itself, run by this (supported) interpreter: exit 0, nothing on stderr
-    run = subprocess.run([sys.executable, str(ROOT / "diy" / "python_support.py")],
+    run = subprocess.run([sys.executable, str(ROOT / "diy" / "classroom" / "python_support.py")],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stderr == ""
 

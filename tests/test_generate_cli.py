@@ -6,7 +6,7 @@ import torch
 from diy import CharTokenizer, load_passage
 from diy import export as export_cli
 from diy import generate as generate_cli
-from diy.course_model import course_model
+from diy.classroom.course_model import course_model
 
 PROMPT = load_passage()[:8]
 

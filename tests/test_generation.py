@@ -295,7 +295,7 @@ def test_generate_past_max_seq_len_says_why_it_cannot_slide():
 
 
 def test_step3_model_prefers_the_learners_checkpoint(tmp_path, monkeypatch):
-    from diy import course_model as module
+    from diy.classroom import course_model as module
 
     stand_in = DIYForCausalLM(DIYConfig(vocab_size=6400, hidden_size=32, num_layers=1,
                                         num_heads=2, max_seq_len=16))

@@ -1,4 +1,4 @@
-"""python -m diy.grade on a solution, an untouched notebook and broken submissions.
+"""python -m diy.classroom.grade on a solution, an untouched notebook and broken submissions.
 
 Grading executes notebooks, the slowest thing a test can do, and the grader treats every lesson
 alike (it finds lessons and check cells through the registry, see test_course.py, and reads the
@@ -16,7 +16,7 @@ import sys
 import nbformat
 import pytest
 
-from diy import course
+from diy.classroom import course
 from tests.check_helpers import minimal_lesson_notebook
 from tools.notebook_builder import ROOT, path_of
 
@@ -25,7 +25,7 @@ MULTI = "step1_2_loss_backward"  # three exercises
 
 
 def grade(*args, cwd=ROOT, env=None):
-    out = subprocess.run([sys.executable, "-m", "diy.grade", *map(str, args)], cwd=cwd,
+    out = subprocess.run([sys.executable, "-m", "diy.classroom.grade", *map(str, args)], cwd=cwd,
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, **(env or {})})
     return out.returncode, out.stdout, out.stderr
@@ -220,7 +220,7 @@ def test_submissions_are_never_modified(class_folder, class_result):
 
 
 def test_exit_status_is_zero_only_when_everything_passed(tmp_path, monkeypatch, capsys):
-    from diy import grade as grader
+    from diy.classroom import grade as grader
 
     (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
     for statuses, expected in [(["pass", "pass"], 0), (["pass", "todo"], 1),
@@ -249,7 +249,7 @@ def test_wrong_lesson_and_endless_loop(tmp_path):
 @pytest.mark.parametrize("args", [[], ["does/not/exist.ipynb"], ["--jobs", "0", "x"],
                                   ["--timeout", "-1", "x"], ["--lesson", "step9", "x"]])
 def test_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args):
-    from diy import grade as grader
+    from diy.classroom import grade as grader
 
     monkeypatch.chdir(tmp_path)
     try:
@@ -261,7 +261,7 @@ def test_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args):
 
 
 def test_folder_without_notebooks_is_a_usage_error(tmp_path, capsys):
-    from diy import grade as grader
+    from diy.classroom import grade as grader
 
     assert grader.main([str(tmp_path)]) == 2
     assert ".ipynb" in capsys.readouterr().err
@@ -287,9 +287,9 @@ def test_reserved_address_space_does_not_count_as_memory(class_result):
 
 
 def test_a_folder_of_files_named_after_the_lessons_is_one_learner(tmp_path, monkeypatch):
-    from diy import grade as grader
+    from diy.classroom import grade as grader
 
-    folder = tmp_path / "solutions"  # as in: python -m diy.grade solutions/
+    folder = tmp_path / "solutions"  # as in: python -m diy.classroom.grade solutions/
     folder.mkdir()
     lessons = [SMALL, MULTI]
     for name in lessons:

@@ -15,8 +15,9 @@ import matplotlib
 import nbformat
 import pytest
 
-from diy import course, sandbox
-from diy import grade as grader
+import diy
+from diy.classroom import course, sandbox
+from diy.classroom import grade as grader
 from tests.check_helpers import minimal_lesson_notebook
 from tools.notebook_builder import ROOT
 
@@ -38,7 +39,7 @@ def with_exercise(source):
 
 
 def grade_folder(folder, *args, env=None):
-    out = subprocess.run([sys.executable, "-m", "diy.grade", str(folder), "--jobs", "2",
+    out = subprocess.run([sys.executable, "-m", "diy.classroom.grade", str(folder), "--jobs", "2",
                           "--json", str(folder.parent / f"{folder.name}.json"), *map(str, args)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**os.environ, **(env or {})})
@@ -89,7 +90,7 @@ def test_the_view_shows_diy_but_not_its_checkout_and_hides_every_home(tmp_path):
     view = sandbox.sandbox_view(tmp_path / "sub", "/var/lib/grader-home", [str(tmp_path)])
     read_only = {m.path for m in view if m.kind == "ro-bind"}
     hidden = {m.path for m in view if m.kind == "tmpfs"}
-    package = Path(sandbox.__file__).resolve().parent
+    package = Path(diy.__file__).resolve().parent
     assert str(package) in read_only and str(package.parent) not in read_only
     assert not any(path in (str(ROOT), str(ROOT / "notebooks")) for path in read_only)
     assert {"/tmp", "/home", "/root", "/var/lib/grader-home"} <= hidden

@@ -13,9 +13,9 @@ import sys
 import nbformat
 import pytest
 
-from diy import course
-from diy.course import CHECK_TAG, EXERCISE_TAG
-from diy.notebook_runner import run_notebook
+from diy.classroom import course
+from diy.classroom.course import CHECK_TAG, EXERCISE_TAG
+from diy.classroom.notebook_runner import run_notebook
 from tools.notebook_builder import LESSONS, ROOT, drifted, path_of
 
 NOTEBOOKS = [path_of(name, solution) for name in LESSONS for solution in (False, True)]
@@ -116,7 +116,7 @@ def test_nbval_collects_every_code_cell():
 
 def test_check_cell_run_before_its_exercise_gets_a_hint_not_a_traceback(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from diy.checks import check_lm_head"),
+    nb.cells = [nbformat.v4.new_code_cell("from diy.classroom.checks import check_lm_head"),
                 nbformat.v4.new_code_cell("check_lm_head(build_lm_head, forward_to_logits)"),
                 nbformat.v4.new_code_cell("undefined_name_of_the_learner")]
     run_notebook(nb, tmp_path, allow_errors=True)

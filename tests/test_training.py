@@ -14,8 +14,8 @@ from diy import (
     TrainConfig,
     load_passage,
 )
-from diy import course_model as course_model_module
 from diy import train as cli
+from diy.classroom import course_model as course_model_module
 from diy.training import DIYTrainingError, History, train
 
 SMALL = DIYConfig(vocab_size=64, hidden_size=32, num_layers=1, num_heads=2, max_seq_len=32)

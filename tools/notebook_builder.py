@@ -4,8 +4,8 @@
     python -m tools.notebook_builder --check    # exit 1 if a committed notebook's cells drifted
 
 A lesson (tools/lessons/NAME.py) is a list of cells; its entry in the course registry
-(diy/course.py) gives the title, the time estimate and the exercises. An exercise cell has a
-solution and a stub; everything else is shared. So notebooks/X.ipynb and solutions/X.ipynb
+(diy/classroom/course.py) gives the title, the time estimate and the exercises. An exercise cell
+has a solution and a stub; everything else is shared. So notebooks/X.ipynb and solutions/X.ipynb
 differ only in the exercise cells (what `nbdiff -s` shows an instructor), and the tests prove it.
 
 The builder writes what the grader reads: the notebook's lesson in its metadata
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import nbformat
 
-from diy import course
-from diy.course import CHECK_TAG, EXERCISE_TAG, check_tag, exercise_tag
-from diy.notebook_runner import run_notebook
+from diy.classroom import course
+from diy.classroom.course import CHECK_TAG, EXERCISE_TAG, check_tag, exercise_tag
+from diy.classroom.notebook_runner import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = list(course.LESSONS)
@@ -86,7 +86,8 @@ def build(name: str, solution: bool) -> nbformat.NotebookNode:
         if cell.tag:
             exercise_id = next(exercise_ids[cell.tag], None)
             if exercise_id is None:
-                raise ValueError(f"{name}: more {cell.tag} cells than exercises in diy/course.py")
+                raise ValueError(f"{name}: more {cell.tag} cells than exercises in "
+                                 "diy/classroom/course.py")
             metadata["tags"].append(exercise_tag(exercise_id) if cell.tag == EXERCISE_TAG
                                     else check_tag(exercise_id))
             check_fn = course.EXERCISES[exercise_id].check
@@ -100,7 +101,7 @@ def build(name: str, solution: bool) -> nbformat.NotebookNode:
         nb.cells.append(new)
     for tag, remaining in exercise_ids.items():
         if next(remaining, None) is not None:
-            raise ValueError(f"{name}: fewer {tag} cells than exercises in diy/course.py")
+            raise ValueError(f"{name}: fewer {tag} cells than exercises in diy/classroom/course.py")
     return nb
 
 
@@ -130,7 +131,7 @@ def drifted() -> list[str]:
     problems = []
     readme = README.read_text(encoding="utf-8")
     if TABLE_START not in readme or readme_with_table(readme) != readme:
-        problems.append("README.md's lesson table differs from diy/course.py")
+        problems.append("README.md's lesson table differs from diy/classroom/course.py")
     for name in LESSONS:
         for solution in (False, True):
             path = path_of(name, solution)

@@ -32,7 +32,7 @@ CELLS = [
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
     from diy import CharTokenizer, load_passage
-    from diy.checks import check_rms_norm
+    from diy.classroom.checks import check_rms_norm
     from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
     torch.manual_seed(0)

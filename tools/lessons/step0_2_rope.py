@@ -27,7 +27,7 @@ CELLS = [
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-    from diy.checks import check_apply_rotary, check_rotary
+    from diy.classroom.checks import check_apply_rotary, check_rotary
     from diy.plotting import integer_ticks, zh_or_en
 
     torch.manual_seed(0)

@@ -32,7 +32,7 @@ CELLS = [
     from transformers.models.llama.modeling_llama import LlamaAttention
 
     from diy import CharTokenizer, load_passage
-    from diy.checks import check_attention, check_causal_mask
+    from diy.classroom.checks import check_attention, check_causal_mask
     from diy.model import RotaryEmbedding, apply_rotary
     from diy.plotting import set_token_ticks, token_tick, zh_or_en
 
@@ -287,7 +287,7 @@ CELLS = [
     `load_state_dict(strict=True)` 能成功，说明你的名字和课程的一样。
     """),
     code("""
-    from diy.course_model import course_model
+    from diy.classroom.course_model import course_model
 
     trained = course_model().model                           # 课程的 DIYModel（已训练，eval 模式）
     attn.load_state_dict(trained.layers[0].self_attn.state_dict(), strict=True)

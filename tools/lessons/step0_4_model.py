@@ -71,8 +71,13 @@ CELLS = [
     from transformers import LlamaConfig, LlamaModel
 
     import diy
-    from diy.checks import check_backbone_parts, check_decoder_layer, check_diy_model, check_mlp
-    from diy.checks.step0 import export_backbone
+    from diy.classroom.checks import (
+        check_backbone_parts,
+        check_decoder_layer,
+        check_diy_model,
+        check_mlp,
+    )
+    from diy.classroom.checks.export import export_backbone
 
     torch.manual_seed(0)
     vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout = 6400, 2, 256, 4, 128, 0.1
@@ -389,7 +394,7 @@ CELLS = [
     """),
     code("""
     from diy.backbone import BackboneSpec
-    from diy.conformance import passed, run
+    from diy.classroom.conformance import passed, run
 
     if exported:
         items = run(BackboneSpec.parse("DIYModel.py"))
@@ -400,7 +405,7 @@ CELLS = [
         print("还没有导出 DIYModel.py：先让上面的自检全部 ✅，再从练习单元格起重新运行。")
     """),
     md("""
-    在终端里也能跑同样的检查：在仓库根目录运行 `.venv/bin/python -m diy.doctor --backbone notebooks/DIYModel.py`。
+    在终端里也能跑同样的检查：在仓库根目录运行 `.venv/bin/python -m diy.classroom.doctor --backbone notebooks/DIYModel.py`。
 
     ## 常见错误
 

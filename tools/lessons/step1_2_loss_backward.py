@@ -29,7 +29,7 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage
     from diy.backbone import backbone_class, describe
-    from diy.checks import check_backward, check_next_token_loss, check_train_step
+    from diy.classroom.checks import check_backward, check_next_token_loss, check_train_step
     from diy.plotting import zh_or_en  # 图中文字：有中文字体用中文，没有就用英文
 
     DIYModel = backbone_class()  # 课程的 diy.DIYModel；设了 DIY_BACKBONE 时是你自己的 DIYModel.py

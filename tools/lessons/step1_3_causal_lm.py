@@ -19,7 +19,7 @@ CELLS = [
 
     from diy import causal_lm_loss
     from diy.backbone import backbone_class, describe
-    from diy.checks import check_causal_lm
+    from diy.classroom.checks import check_causal_lm
 
     DIYModel = backbone_class()  # 课程的 diy.DIYModel；设了 DIY_BACKBONE 时是你自己的 DIYModel.py
     vocab_size, hidden_size, num_layers, num_heads, max_seq_len, dropout = 6400, 256, 2, 4, 128, 0.1

@@ -27,7 +27,7 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage, training_stream
     from diy.backbone import describe
-    from diy.checks import check_get_batch
+    from diy.classroom.checks import check_get_batch
 
     torch.manual_seed(0)
     print("torch", torch.__version__)   # 版本号随安装而不同（+cpu、+cu130……），自动测试不比较这一格

@@ -39,8 +39,8 @@ CELLS = [
         training_stream,
     )
     from diy.backbone import describe
-    from diy.checks import check_evaluate, check_train_loop, check_training_step
-    from diy.course_runs import course_run
+    from diy.classroom.checks import check_evaluate, check_train_loop, check_training_step
+    from diy.classroom.course_runs import course_run
     from diy.data import eval_batch
     from diy.plotting import plot_loss_curve, zh_or_en
     from diy.training import History, train

@@ -27,9 +27,9 @@ CELLS = [
 
     from diy import CharTokenizer, DIYConfig, DIYForCausalLM, get_batch, load_passage, training_stream
     from diy.backbone import describe
-    from diy.checks import check_greedy_continue
-    from diy.course_model import course_model
-    from diy.course_runs import HELD_OUT, course_run
+    from diy.classroom.checks import check_greedy_continue
+    from diy.classroom.course_model import course_model
+    from diy.classroom.course_runs import HELD_OUT, course_run
     from diy.plotting import zh_or_en
     from diy.training import train_step
 

@@ -33,8 +33,8 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage
     from diy.backbone import describe
-    from diy.checks import check_greedy_no_cache, check_greedy_with_cache
-    from diy.course_model import step3_model
+    from diy.classroom.checks import check_greedy_no_cache, check_greedy_with_cache
+    from diy.classroom.course_model import step3_model
     from diy.errors import DIYInputError
     from diy.plotting import zh_or_en
 

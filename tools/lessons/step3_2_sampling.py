@@ -26,8 +26,8 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage
     from diy.backbone import describe
-    from diy.checks import check_sample_next_token, check_top_p
-    from diy.course_model import step3_model
+    from diy.classroom.checks import check_sample_next_token, check_top_p
+    from diy.classroom.course_model import step3_model
     from diy.generation import apply_top_k
     from diy.plotting import set_token_ticks, token_tick, zh_or_en
 

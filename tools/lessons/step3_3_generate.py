@@ -27,8 +27,8 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage
     from diy.backbone import describe, supports
-    from diy.checks import check_left_pad, check_my_generate, check_position_ids
-    from diy.course_model import step3_model, tiny_gpt2
+    from diy.classroom.checks import check_left_pad, check_my_generate, check_position_ids
+    from diy.classroom.course_model import step3_model, tiny_gpt2
     from diy.errors import DIYInputError
     from diy.generation import apply_repetition_penalty, sample_next_token
     from diy.model import left_padding_mask

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from ..generation import apply_top_k
-from ..generation import apply_top_p as reference_apply_top_p
-from ..generation import sample_next_token as reference_sample_next_token
-from .contract import check_grad_mode, check_unchanged, describe, guarded, is_long_tensor
+from ...errors import describe_value
+from ...generation import apply_top_k
+from ...generation import apply_top_p as reference_apply_top_p
+from ...generation import sample_next_token as reference_sample_next_token
+from .contract import check_grad_mode, check_unchanged, guarded, is_long_tensor
 from .report import Failed, call_learner, run_check
 
 # Probabilities, most likely first; each row of the test logits holds them in its own
@@ -88,7 +89,7 @@ def check_top_p(apply_top_p):
             check_unchanged(given, scores, "apply_top_p", "scores")
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(scores.shape):
                 raise Failed(f"apply_top_p 应返回和 scores 同形状 {tuple(scores.shape)} 的张量，"
-                             f"实际返回 {describe(out)}。",
+                             f"实际返回 {describe_value(out)}。",
                              "return scores.masked_fill(remove, float('-inf'))。")
             expected = reference_apply_top_p(scores, top_p)
             kept, should_keep = torch.isfinite(out), torch.isfinite(expected)
@@ -205,7 +206,7 @@ def check_sample_next_token(sample_next_token):
         rows = logits.shape[0]
         if not isinstance(ids, torch.Tensor) or tuple(ids.shape) != (rows,):
             raise Failed(f"logits 是 {tuple(logits.shape)} 时应返回每行一个 token id，形状 ({rows},)，"
-                         f"实际是 {describe(ids)}。",
+                         f"实际是 {describe_value(ids)}。",
                          "torch.multinomial(probs, num_samples=1) 的结果是 (B, 1)：用 .squeeze(1)"
                          "（不要用不带参数的 .squeeze()，B = 1 时它会把 batch 维也去掉）。")
         if not is_long_tensor(ids):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import build_active_backbone
-from ..config import DIYConfig
+from ...backbone import build_active_backbone
+from ...config import DIYConfig
 from .report import Failed, Todo, call_learner, mistake_matcher, run_check
 
 

@@ -1,8 +1,8 @@
-"""Grade learner notebooks: python -m diy.grade PATH... [options]
+"""Grade learner notebooks: python -m diy.classroom.grade PATH... [options]
 
 Each notebook runs in a fresh kernel of this environment, in a temporary folder, from a copy
 (the submission on disk is never touched), as untrusted code: a clean environment, resource
-limits and, where bubblewrap is installed, a sandbox (diy/sandbox.py). The self-check cells
+limits and, where bubblewrap is installed, a sandbox (diy/classroom/sandbox.py). The self-check cells
 report their verdicts through DIY_CHECK_LOG; the grader collects them, one row per learner file
 and exercise, then a gradebook with one row per learner:
 
@@ -37,7 +37,7 @@ ICON = {**ICONS, ERROR: "❌"}
 @dataclass
 class Row:
     file: str  # the submission, relative to what was given on the command line
-    lesson: str  # the lesson's name in diy.course, or "" when unknown
+    lesson: str  # the lesson's name in diy.classroom.course, or "" when unknown
     exercise: str  # e.g. 1.2a, or "-" for a problem with the whole notebook
     status: str  # pass / todo / fail / error
     hint: str  # the check's summary, or why it could not be graded
@@ -322,7 +322,7 @@ def write_json(rows: list[Row], path: str) -> None:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m diy.grade", description="批改学习者的 notebook / grade learner notebooks")
+        prog="python -m diy.classroom.grade", description="批改学习者的 notebook / grade learner notebooks")
     parser.add_argument("paths", nargs="*", help="notebook 文件或文件夹（递归查找 .ipynb）")
     parser.add_argument("--lesson", choices=list(course.LESSONS),
                         help="只接受这一节的 notebook，其它的记为交错")
@@ -393,11 +393,11 @@ def main(argv=None) -> int:
     try:
         notebooks = find_notebooks(args.paths)
     except UsageError as exc:
-        print(f"python -m diy.grade: {exc}", file=sys.stderr)
+        print(f"python -m diy.classroom.grade: {exc}", file=sys.stderr)
         return 2
     has_bwrap = bwrap_path() is not None
     if args.sandbox == "on" and not has_bwrap:
-        print("python -m diy.grade: --sandbox on 需要 bubblewrap（bwrap），但没有找到。\n"
+        print("python -m diy.classroom.grade: --sandbox on 需要 bubblewrap（bwrap），但没有找到。\n"
               "修复方法：sudo apt-get install bubblewrap（Debian/Ubuntu），或用 --sandbox auto / off。\n"
               "(English: --sandbox on needs bubblewrap (bwrap), which is not installed.)",
               file=sys.stderr)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backbone import backbone_class
-from ..causal_lm import DIYForCausalLM as ReferenceCausalLM
-from ..config import DIYConfig
-from ..errors import DIYInputError
-from .lm_head import describe
+from ...backbone import backbone_class
+from ...causal_lm import DIYForCausalLM as ReferenceCausalLM
+from ...config import DIYConfig
+from ...errors import DIYInputError, describe_value
 from .report import Failed, Todo, call_learner, run_check
 
 SMALL = (97, 1, 32, 2, 16, 0.0)  # vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout
@@ -52,7 +51,7 @@ def check_causal_lm(cls):
         check_structure(course, COURSE)
         logits = call_learner(course.eval(), torch.randint(0, 6400, (2, 10)), name="forward")
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, 10, 6400):
-            raise Failed(f"课程配置下 logits 应为 (2, 10, 6400)，得到 {describe(logits)}。",
+            raise Failed(f"课程配置下 logits 应为 (2, 10, 6400)，得到 {describe_value(logits)}。",
                          "不要在类里写死任何尺寸，全部用构造函数的参数。")
         if state["logits_only"]:
             return ("结构（self.model + self.lm_head）、训练路径、seq_lengths、推理路径的 logits "
@@ -157,7 +156,7 @@ def check_training_path(clm, reference) -> None:
         raise Failed("训练路径（默认参数）返回了 tuple；应只返回 logits。",
                      "只有 use_cache=True 时才返回 (logits, presents)，否则 return logits。")
     if not isinstance(out, torch.Tensor):
-        raise Failed(f"forward 应返回 logits 张量，实际返回 {describe(out)}。", "return logits。")
+        raise Failed(f"forward 应返回 logits 张量，实际返回 {describe_value(out)}。", "return logits。")
     if tuple(out.shape) == (3, 6, 32):
         raise Failed("forward 返回的是 hidden_states (B, L, hidden_size)，不是 logits。",
                      "最后一步 logits = self.lm_head(hidden_states)，然后 return logits。")
@@ -178,7 +177,7 @@ def check_seq_lengths_passed(clm, reference) -> None:
     seq_lengths = torch.tensor([8, 5])
     out = forward(clm, input_ids, seq_lengths=seq_lengths)
     if not isinstance(out, torch.Tensor):
-        raise Failed(f"传入 seq_lengths 时 forward 返回了 {describe(out)}，应返回 logits 张量。",
+        raise Failed(f"传入 seq_lengths 时 forward 返回了 {describe_value(out)}，应返回 logits 张量。",
                      PASS_THROUGH_FIX)
     expected = reference(input_ids, seq_lengths=seq_lengths)
     if torch.allclose(out, expected, atol=1e-5):
@@ -198,17 +197,17 @@ def check_cached_path(clm, reference) -> bool:
         expected = reference(input_ids[:, :6], is_training=False)
         if tuple(out.shape) != tuple(expected.shape) or \
                 not torch.allclose(out, expected, atol=1e-5):
-            raise Failed(f"use_cache=True, is_training=False 时返回的 logits {describe(out)} "
+            raise Failed(f"use_cache=True, is_training=False 时返回的 logits {describe_value(out)} "
                          "与参考实现不一致。", PASS_THROUGH_FIX)
         return True
     if not isinstance(out, tuple) or len(out) != 2:
-        raise Failed(f"use_cache=True 时应返回 (logits, presents)，实际返回 {describe(out)}。",
+        raise Failed(f"use_cache=True 时应返回 (logits, presents)，实际返回 {describe_value(out)}。",
                      "return logits, presents。")
     logits, presents = out
     expected_logits, expected_presents = reference(input_ids[:, :6], use_cache=True,
                                                    is_training=False)
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, 6, 97):
-        raise Failed(f"(logits, presents) 中的 logits 应为 (2, 6, 97)，得到 {describe(logits)}。",
+        raise Failed(f"(logits, presents) 中的 logits 应为 (2, 6, 97)，得到 {describe_value(logits)}。",
                      "先拆包 hidden_states, presents = self.model(...)，再 logits = "
                      "self.lm_head(hidden_states)。")
     if not torch.allclose(logits, expected_logits, atol=1e-5):
@@ -223,7 +222,7 @@ def check_cached_path(clm, reference) -> bool:
     full = reference(input_ids, is_training=False)
     if not isinstance(step_logits, torch.Tensor) or tuple(step_logits.shape) != (2, 1, 97):
         raise Failed(f"带 past_key_values 解码一个 token 时 logits 应为 (2, 1, 97)，"
-                     f"得到 {describe(step_logits)}。", PASS_THROUGH_FIX)
+                     f"得到 {describe_value(step_logits)}。", PASS_THROUGH_FIX)
     if not torch.allclose(step_logits[:, 0], full[:, 6], atol=1e-4):
         no_past = reference(input_ids[:, 6:], is_training=False)
         if torch.allclose(step_logits, no_past, atol=1e-5):

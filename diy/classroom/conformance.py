@@ -1,4 +1,4 @@
-"""Does a backbone honour the course's contract? ``python -m diy.doctor --backbone FILE[:Class]``.
+"""Does a backbone honour the course's contract? ``python -m diy.classroom.doctor --backbone FILE[:Class]``.
 
 The contract is what steps 1–3 call on a backbone (the seed plan's DIYModel):
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .backbone import BackboneSpec, DIYBackboneError
-from .config import DIYConfig
+from ..backbone import BackboneSpec, DIYBackboneError
+from ..config import DIYConfig
 
 ATOL = 1e-4  # float32 on any BLAS; a real mistake moves outputs by far more
 
@@ -54,8 +54,8 @@ class _Broken(Exception):
 
 def _course_ids(config: DIYConfig, rows: int, length: int) -> torch.Tensor:
     """(rows, length) token ids from the course passage, each row a different window."""
-    from .data import load_passage
-    from .tokenizer import CharTokenizer
+    from ..data import load_passage
+    from ..tokenizer import CharTokenizer
 
     ids = torch.tensor(CharTokenizer().encode(load_passage()), dtype=torch.long)
     ids = ids.clamp(max=config.vocab_size - 1).repeat(1 + rows * length // len(ids) + 1)
@@ -260,7 +260,7 @@ def check_attention_mask(model, config):
 
 
 def check_transformers(model, config):
-    from .hf import _transformers, llama_config
+    from ..hf import _transformers, llama_config
 
     llama = _transformers().LlamaModel(llama_config(config))
     ours, theirs = model.state_dict(), llama.state_dict()

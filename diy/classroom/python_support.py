@@ -1,7 +1,7 @@
 """Which Pythons run the course, said once: `make` runs this file before it creates the venv,
-`python -m diy.doctor` imports it, and a test proves pyproject.toml's requires-python agrees.
+`python -m diy.classroom.doctor` imports it, and a test proves pyproject.toml's requires-python agrees.
 
-    python3 diy/python_support.py     # exit 0 (perhaps with a note), or 1 and one clear message
+    python3 diy/classroom/python_support.py     # exit 0 (perhaps with a note), or 1 and one clear message
 
 Run as a script by whatever `python3` the learner has, so it uses nothing newer than Python 3.6
 and imports only the standard library (importing the `diy` package would need torch).

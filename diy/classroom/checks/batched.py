@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import torch
 
-from ..backbone import accepts_attention_mask
-from ..causal_lm import DIYForCausalLM
-from ..config import DIYConfig
-from ..generation import left_pad as reference_left_pad
-from ..generation import position_ids_from_mask as reference_position_ids
-from ..generation import sample_next_token
+from ...backbone import accepts_attention_mask
+from ...causal_lm import DIYForCausalLM
+from ...config import DIYConfig
+from ...errors import describe_value
+from ...generation import left_pad as reference_left_pad
+from ...generation import position_ids_from_mask as reference_position_ids
+from ...generation import sample_next_token
+from .calls import CallLog  # the same call recorder as 3.1b
 from .contract import (
     check_grad_mode,
     check_leaves_eval_mode,
     check_unchanged,
-    describe,
     guarded,
     is_long_tensor,
 )
@@ -29,10 +30,10 @@ from .report import Failed, call_learner, run_check
 def two_tensors(result, name: str):
     """(input_ids, attention_mask) from what the learner returned, or a Failed naming why not."""
     if not (isinstance(result, tuple) and len(result) == 2):
-        raise Failed(f"{name} 应返回 (input_ids, attention_mask) 两个张量，实际返回 {describe(result)}。",
+        raise Failed(f"{name} 应返回 (input_ids, attention_mask) 两个张量，实际返回 {describe_value(result)}。",
                      "return input_ids, attention_mask。")
     if not all(isinstance(t, torch.Tensor) for t in result):
-        raise Failed(f"{name} 返回的不是两个张量（{describe(result[0])}、{describe(result[1])}）：列表不能直接"
+        raise Failed(f"{name} 返回的不是两个张量（{describe_value(result[0])}、{describe_value(result[1])}）：列表不能直接"
                      "送进模型。",
                      "用 torch.full((B, width), pad_token_id, dtype=torch.long) 建好张量再填。")
     return result
@@ -105,7 +106,7 @@ def check_position_ids(position_ids_from_mask):
                 out = call_learner(position_ids_from_mask, given, name="position_ids_from_mask")
             check_unchanged(given, mask, "position_ids_from_mask", "attention_mask")
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(MASK.shape):
-                raise Failed(f"应返回和 attention_mask 同形状 {tuple(MASK.shape)} 的张量，实际是 {describe(out)}。",
+                raise Failed(f"应返回和 attention_mask 同形状 {tuple(MASK.shape)} 的张量，实际是 {describe_value(out)}。",
                              "每一行、每一个位置一个位置编号。")
             if torch.equal(out.long(), torch.arange(MASK.shape[1]).expand_as(MASK)):
                 raise Failed("每一行的位置都是 0, 1, 2, …：没有看 attention_mask。左 padding 的行，"
@@ -232,7 +233,6 @@ def eos_cases(model, generator):
 
 def check_my_generate(my_generate):
     """Check exercise 3.3c; return the my_generate to use from here on."""
-    from .generation import CallLog  # the same call recorder as 3.1b
 
     def greedy(scores):
         return scores.argmax(dim=-1)
@@ -281,7 +281,7 @@ def check_my_generate(my_generate):
             expected = reference_my_generate(model, input_ids, new, pick, attention_mask, eos_id)
             B, L = input_ids.shape
             if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != B:
-                raise Failed(f"{what}：应返回 (B, L + 新 token 数) 的张量，实际是 {describe(out)}。",
+                raise Failed(f"{what}：应返回 (B, L + 新 token 数) 的张量，实际是 {describe_value(out)}。",
                              "返回提示词加上新 token：torch.cat([ids, next_id[:, None]], dim=1)。")
             if out.shape[1] == expected.shape[1] - L and torch.equal(out, expected[:, L:]):
                 raise Failed(f"{what}：只返回了新生成的 token，没有提示词。",

@@ -16,13 +16,13 @@ from contextlib import contextmanager
 
 import torch
 
-from ..causal_lm import DIYForCausalLM
-from ..config import DIYConfig
-from ..data import eval_batch, get_batch
-from ..loss import causal_lm_loss
-from ..training import History, TrainConfig, train
-from ..training import evaluate as reference_evaluate
-from ..training import train_step as reference_train_step
+from ...causal_lm import DIYForCausalLM
+from ...config import DIYConfig
+from ...data import eval_batch, get_batch
+from ...loss import causal_lm_loss
+from ...training import History, TrainConfig, train
+from ...training import evaluate as reference_evaluate
+from ...training import train_step as reference_train_step
 from .report import Failed, call_learner, mistake_matcher, run_check, uncalled_hint
 
 SMALL = DIYConfig(vocab_size=97, hidden_size=32, num_layers=1, num_heads=2, max_seq_len=32,

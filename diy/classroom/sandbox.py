@@ -1,11 +1,12 @@
 """Run a graded notebook's kernel as untrusted code: clean environment, resource limits and,
 where bubblewrap is installed, an OS-level sandbox that shows the kernel only what it needs.
 
-    python -I diy/sandbox.py --memory-gb 6 --cpu-seconds 300 --file-mb 200 --processes 256 \\
+    python -I diy/classroom/sandbox.py --memory-gb 6 --cpu-seconds 300 --file-mb 200 \\
+        --processes 256 \\
         [--bwrap FOLDER [--hide HOME] [--read-only CACHE ...]] -- python -m ipykernel_launcher ...
 
-The grader starts every kernel through this launcher, by its file path (`-m diy.sandbox` would
-import the diy package, and with it torch, once more for every kernel: ~1.5 s of CPU each). It
+The grader starts every kernel through this launcher, by its file path (`-m diy.classroom.sandbox`
+would import the diy package, and with it torch, once more for every kernel: ~1.5 s of CPU each). It
 sets the limits (inherited by everything the kernel starts), then execs the kernel, inside
 `bwrap` when --bwrap is given: the view that `sandbox_view` lists and nothing else — the Python
 installation, the system's libraries, the caches the grader prepared, all read-only; FOLDER (the
@@ -174,7 +175,7 @@ def diy_package_folder() -> Path:
     spec = find_spec("diy")
     if spec is not None and spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0])
-    return Path(__file__).parent
+    return Path(__file__).resolve().parents[1]  # diy/, this file being diy/classroom/sandbox.py
 
 
 def python_paths() -> list[str]:
@@ -263,7 +264,7 @@ def apply_limits(limits: Limits) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -I diy/sandbox.py")
+    parser = argparse.ArgumentParser(prog="python -I diy/classroom/sandbox.py")
     parser.add_argument("--memory-gb", type=float, required=True)
     parser.add_argument("--cpu-seconds", type=int, required=True)
     parser.add_argument("--file-mb", type=int, required=True)

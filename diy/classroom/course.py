@@ -2,10 +2,11 @@
 
 This is the only list of lessons. Everything else derives from it: the notebook builder
 (`tools/notebook_builder.py` writes each notebook's title, time estimate and cell tags from
-here), the self-check lookup (`diy.checks`), the grader (`diy.grade` finds a notebook's lesson
-and its check cells by the metadata and tags the builder wrote), the kernel's NameError hints
-and the README's lesson table. Adding a lesson means: one lesson source in `tools/lessons/`
-plus one `Lesson(...)` entry below; `tests/test_course.py` proves the derived places agree.
+here), the self-check lookup (`diy.classroom.checks`), the grader (`diy.classroom.grade` finds
+a notebook's lesson and its check cells by the metadata and tags the builder wrote), the
+kernel's NameError hints and the README's lesson table. Adding a lesson means: one lesson
+source in `tools/lessons/` plus one `Lesson(...)` entry below; `tests/test_course.py` proves
+the derived places agree.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Exercise:
     id: str  # "1.2a": what the self-check prints and the grader's column
-    check: str  # the self-check function in diy.checks that its check cell calls
+    check: str  # the self-check function in diy.classroom.checks that its check cell calls
     defines: tuple[str, ...]  # names the exercise cell defines and the check cell reads
 
 
@@ -167,8 +168,9 @@ def readme_table() -> str:
 
 
 def main(argv: list[str]) -> None:
-    """python -m diy.course: the README's lesson table; --first [STEP]: the name of the course's
-    (or that step's) first lesson, for make lab (make lab BACKBONE=... starts at step 1)."""
+    """python -m diy.classroom.course: the README's lesson table; --first [STEP]: the name of the
+    course's (or that step's) first lesson, for make lab (make lab BACKBONE=... starts at
+    step 1)."""
     if argv[:1] == ["--first"]:
         wanted = int(argv[1]) if len(argv) > 1 else STEPS[0].number
         print(next(step.lessons[0].name for step in STEPS if step.number == wanted))

@@ -1,6 +1,6 @@
 """The trained model the lessons after 2.2 start from, trained once per machine.
 
-    from diy.course_model import course_model
+    from diy.classroom.course_model import course_model
     model = course_model()   # DIYForCausalLM in eval mode, recites the course passage
 
 It is exactly what `python -m diy.train` makes with its defaults (`train_on_text()`: course
@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from . import backbone
-from .causal_lm import DIYForCausalLM
-from .config import DIYConfig
-from .data import load_passage
-from .errors import DIYInputError
-from .training import TrainConfig, train_on_text
+from .. import backbone
+from ..causal_lm import DIYForCausalLM
+from ..config import DIYConfig
+from ..data import load_passage
+from ..errors import DIYInputError
+from ..training import TrainConfig, train_on_text
 
 
 def cache_folder() -> Path:
@@ -39,7 +39,7 @@ def cache_folder() -> Path:
 def fingerprint() -> str:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     # the thread count changes float summation order, so it is part of the recipe too
     recipe = {"model": DIYConfig().to_dict(), "train": asdict(TrainConfig()),
@@ -118,7 +118,7 @@ def tiny_gpt2(vocab_size: int = 6400, seed: int = 0):
     *absolute* learned positions, for lesson 3.3 to set beside the course's RoPE model."""
     import torch
 
-    from .hf import _transformers
+    from ..hf import _transformers
 
     transformers = _transformers()  # quiet import (no tqdm warning in notebooks)
     config = transformers.GPT2Config(vocab_size=vocab_size, n_positions=128, n_embd=64,

@@ -1,6 +1,6 @@
 """The course's reference training runs, recorded once per machine and shared by the lessons.
 
-    from diy.course_runs import course_run
+    from diy.classroom.course_runs import course_run
     run = course_run("clip")      # TrainConfig() as `python -m diy.train` runs it
     run = course_run("no_clip")   # the same, without gradient clipping
     run.history                   # diy.training.History: every step's loss, the eval losses
@@ -9,8 +9,8 @@
 
 Lessons 2.2 and 2.3 plot these curves. Training 70 steps takes 15-20 s on 2 CPU cores, too long
 to repeat in every notebook (and in notebooks/ and solutions/ under the tests), so each recipe
-runs once and its record is kept in the cache folder of diy.course_model, under the same kind
-of lock: notebooks that start together wait for the first one's run. The "clip" run is exactly
+runs once and its record is kept in the cache folder of diy.classroom.course_model, under the same
+kind of lock: notebooks that start together wait for the first one's run. The "clip" run is exactly
 `train_on_text()`, the recipe of the course model, so it also stores that model when the cache
 has none yet (one training instead of two).
 """
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..tokenizer import CharTokenizer
+from ..training import History, clipped_step, evaluate, train_on_text
 from . import course_model as course_model_module
 from .course_model import cache_folder, exclusive
-from .tokenizer import CharTokenizer
-from .training import History, clipped_step, evaluate, train_on_text
 
 # Two sentences in the passage's style and vocabulary that the passage does not contain.
 HELD_OUT = "山脚下的村子里有一口老井。每天早上，一位老奶奶提着木桶去井边打水，顺便和邻居说说话。"

@@ -12,13 +12,6 @@ import torch
 from .report import Failed, Todo, call_learner, first_line
 
 
-def describe(value) -> str:
-    """What the learner returned, in a few words: shape and dtype of a tensor, else its type."""
-    if isinstance(value, torch.Tensor):
-        return f"形状 {tuple(value.shape)}、dtype {value.dtype} 的张量"
-    return type(value).__name__
-
-
 def is_long_tensor(value) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype == torch.long
 

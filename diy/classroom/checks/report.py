@@ -12,7 +12,7 @@ It returns the code the following cells should use: the learner's when it passed
 reference otherwise, so an unfinished notebook still runs from top to bottom.
 
 When the environment variable DIY_CHECK_LOG names a file, every verdict is also appended to it
-as one JSON line (this is how ``python -m diy.grade`` collects results).
+as one JSON line (this is how ``python -m diy.classroom.grade`` collects results).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import DIYInputError
+from ...errors import DIYInputError
 
 PASS, TODO, FAIL = "pass", "todo", "fail"
 ICONS = {PASS: "✅", TODO: "⏳", FAIL: "❌"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backbone import build_active_backbone
-from ..config import DIYConfig
+from ...backbone import build_active_backbone
+from ...config import DIYConfig
+from ...errors import describe_value
 from .report import Failed, Todo, call_learner, run_check
 
 EXERCISE = "1.1"
@@ -81,7 +82,7 @@ def check_forward(forward_to_logits, config: DIYConfig, batch: int, length: int)
                        diagnose=lambda exc: diagnose_forward(exc, input_ids))
     if not isinstance(out, tuple) or len(out) != 2:
         raise Failed("forward_to_logits 应返回两个值 (hidden_states, logits)，"
-                     f"实际返回的是 {describe(out)}。",
+                     f"实际返回的是 {describe_value(out)}。",
                      "最后一行写 return hidden_states, logits。")
     hidden_states, logits = out
     if isinstance(hidden_states, tuple):
@@ -91,7 +92,7 @@ def check_forward(forward_to_logits, config: DIYConfig, batch: int, length: int)
         if not isinstance(tensor, torch.Tensor):
             if tensor is None:
                 raise Todo(f"forward_to_logits 返回的 {name} 还是 None。")
-            raise Failed(f"{name} 应是张量，实际是 {describe(tensor)}。",
+            raise Failed(f"{name} 应是张量，实际是 {describe_value(tensor)}。",
                          "hidden_states = model(input_ids, is_training=True)；"
                          "logits = lm_head(hidden_states)。")
     if tuple(hidden_states.shape) != (B, L, C):
@@ -128,11 +129,3 @@ def diagnose_forward(exc: Exception, input_ids: torch.Tensor):
         return (f"矩阵乘法形状不匹配：{text.splitlines()[0]}。",
                 "lm_head 的输入最后一维必须是 hidden_size：logits = lm_head(hidden_states)。")
     return None
-
-
-def describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"形状为 {tuple(value.shape)} 的张量"
-    if isinstance(value, tuple):
-        return f"{len(value)} 个值的 tuple"
-    return type(value).__name__

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..causal_lm import DIYForCausalLM
-from ..config import DIYConfig
-from ..errors import DIYInputError
+from ...causal_lm import DIYForCausalLM
+from ...config import DIYConfig
+from ...errors import DIYInputError
 from .contract import check_grad_mode, check_leaves_eval_mode, guarded, is_long_tensor
 from .report import Failed, call_learner, run_check
 

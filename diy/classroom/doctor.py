@@ -1,4 +1,4 @@
-"""Check the learner's environment: python -m diy.doctor
+"""Check the learner's environment: python -m diy.classroom.doctor
 
 Prints ✅ / ⚠️ / ❌ per line, with the fix for each ⚠️ and ❌ in Chinese; paste the output into a
 bug report. ⚠️ works but costs something (e.g. a CUDA build without a GPU: big, not broken).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import python_support
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # diy/classroom/doctor.py → the checkout
 PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
 INSTALL_FIX = "在仓库根目录运行 make install（或 .venv/bin/pip install -r requirements.txt）。"
 
@@ -153,7 +153,7 @@ def check_kernel(argv: list[str] | None = None) -> list[Finding]:
                                    "kernel 用的不是课程的 .venv：用 make lab 启动 JupyterLab，"
                                    "或在 .venv 里重新 make install。")]
     prefix, diy_file = json.loads(out.stdout.strip().splitlines()[-1])
-    here = str(Path(__file__).resolve().parent / "__init__.py")
+    here = str(Path(__file__).resolve().parents[1] / "__init__.py")  # diy/__init__.py
     if Path(prefix).resolve() != Path(sys.prefix).resolve() or \
             Path(diy_file).resolve() != Path(here).resolve():
         return findings + [Finding(
@@ -167,7 +167,7 @@ def check_backbone() -> Finding:
     try:
         import torch
 
-        from . import DIYModel
+        from .. import DIYModel
 
         torch.manual_seed(0)
         model = DIYModel().eval()
@@ -182,12 +182,12 @@ def check_backbone() -> Finding:
 
 
 def check_backbone_file(text: str) -> int:
-    """python -m diy.doctor --backbone FILE[:CLASS]: one line per item of the contract."""
+    """python -m diy.classroom.doctor --backbone FILE[:CLASS]: one line per item of the contract."""
+    from ..backbone import BackboneSpec
     from . import conformance
-    from .backbone import BackboneSpec
 
     spec = BackboneSpec.parse(text)
-    print(f"diy.doctor --backbone · {spec}")
+    print(f"diy.classroom.doctor --backbone · {spec}")
     items = conformance.run(spec)
     for item in items:
         print(item.render())
@@ -207,7 +207,7 @@ def run(requirements: Path) -> list[Finding]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diy.doctor",
+    parser = argparse.ArgumentParser(prog="python -m diy.classroom.doctor",
                                      description="检查课程环境 / check the course environment")
     parser.add_argument("--requirements", type=Path, default=REPO_ROOT / "requirements.txt")
     parser.add_argument("--backbone", metavar="FILE[:CLASS]",
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.backbone:
         return check_backbone_file(args.backbone)
-    print(f"diy.doctor · {sys.executable}")
+    print(f"diy.classroom.doctor · {sys.executable}")
     findings = run(args.requirements)
     for finding in findings:
         print(finding.render())

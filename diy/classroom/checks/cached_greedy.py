@@ -1,5 +1,4 @@
-"""Self-checks of step 3: greedy without (3.1a) and with (3.1b) the KV cache; the checks of 3.2
-(diy/checks/sampling.py) and 3.3 (diy/checks/batched.py) are re-exported from here.
+"""Self-checks of 3.1: greedy without (3.1a) and with (3.1b) the KV cache.
 
 The cached loop's check records every call the learner's code makes to the backbone (input
 length, cache length, flags) by wrapping its forward, so `model(...)` and `model.forward(...)`
@@ -8,30 +7,22 @@ are both seen, and a mistake is named by what the model was given.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-
 import torch
 
-from ..causal_lm import DIYForCausalLM
-from ..config import DIYConfig
-from ..errors import DIYInputError
-from ..kv_cache import PreallocatedKV
-from .batched import check_left_pad, check_my_generate, check_position_ids
+from ...causal_lm import DIYForCausalLM
+from ...config import DIYConfig
+from ...errors import DIYInputError, describe_value
+from .calls import Call, CallLog
 from .contract import (
     check_grad_mode,
     check_leaves_eval_mode,
-    describe,
     guarded,
     is_long_tensor,
 )
 from .greedy import check_greedy_loop, reference_greedy_continue
 from .report import Failed, call_learner, run_check
-from .sampling import check_sample_next_token, check_top_p
 
-__all__ = ["check_greedy_no_cache", "check_greedy_with_cache", "check_top_p",
-           "check_sample_next_token", "check_left_pad", "check_position_ids", "check_my_generate",
-           "CallLog"]
+__all__ = ["check_greedy_no_cache", "check_greedy_with_cache"]
 
 CONFIG = DIYConfig(vocab_size=61, hidden_size=32, num_layers=2, num_heads=2, max_seq_len=32,
                    dropout=0.2)
@@ -79,61 +70,6 @@ def reference_greedy_with_cache(model, input_ids, max_new_tokens):
     return input_ids
 
 
-def cached_length(past):
-    """How many positions a past_key_values already holds (0 for None; None if unreadable)."""
-    if past is None:
-        return 0
-    try:
-        first = past[0]
-        if isinstance(first, PreallocatedKV):
-            return first.length
-        return int(first[0].shape[2])
-    except Exception:  # noqa: BLE001 - an odd cache: the model's own check will name it
-        return None
-
-
-@dataclass
-class Call:
-    new: int | None  # tokens fed this call (None: not a 2-D tensor)
-    cached: int | None  # positions already in the cache
-    use_cache: bool
-    is_training: bool
-    training: bool  # model.training (dropout on)
-    attention_mask: torch.Tensor | None
-
-
-class CallLog:
-    """Every call of the backbone while the learner's code runs. It wraps the backbone's
-    forward (not a hook on the outer model), so ``model(...)``, ``model.forward(...)`` and any
-    other route are all seen; arguments it cannot read are left for the model to refuse."""
-
-    def __init__(self, model):
-        self.calls: list[Call] = []
-        self.inner = model.model
-        original = self.inner.forward
-        signature = inspect.signature(original)
-
-        def recording(*args, **kwargs):
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError:
-                return original(*args, **kwargs)  # the model's own error speaks
-            bound.apply_defaults()
-            a = bound.arguments
-            ids = a["input_ids"]
-            new = ids.shape[1] if isinstance(ids, torch.Tensor) and ids.dim() == 2 else None
-            self.calls.append(Call(new, cached_length(a["past_key_values"]), bool(a["use_cache"]),
-                                   bool(a["is_training"]), self.inner.training,
-                                   a.get("attention_mask")))  # a learner's may have none
-            return original(*args, **kwargs)
-
-        recording.__signature__ = signature  # who asks (accepts_attention_mask) sees the real one
-        self.inner.forward = recording
-
-    def remove(self):
-        self.inner.__dict__.pop("forward", None)
-
-
 def diagnose_cached(exc: Exception):
     text = str(exc)
     if "max_seq_len" in text and "缓存" in text:
@@ -169,7 +105,7 @@ def check_greedy_with_cache(greedy_with_cache):
                 log.remove()
             check_calls(log.calls, length)
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, length + new):
-                raise Failed(f"输出应是 {(batch, length + new)} 的张量，实际是 {describe(out)}。",
+                raise Failed(f"输出应是 {(batch, length + new)} 的张量，实际是 {describe_value(out)}。",
                              "把每个新 token 接到 input_ids 后面，返回整段。")
             if not is_long_tensor(out):
                 raise Failed(f"返回的 token id 的 dtype 是 {out.dtype}，应为 torch.long："

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import get_batch as reference_get_batch
+from ...data import get_batch as reference_get_batch
 from .report import Failed, call_learner, run_check
 
 EXERCISE = "2.1"

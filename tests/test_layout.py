@@ -1,0 +1,63 @@
+"""diy/ has two rooms: the library (diy/*.py: the model, training, generation and their command-line
+tools) and the classroom (diy/classroom/: the registry, self-checks, grader, doctor, course runs).
+The classroom imports the library; the library never imports the classroom."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = sorted((ROOT / "diy").glob("*.py"))
+CLASSROOM = sorted((ROOT / "diy" / "classroom").rglob("*.py"))
+
+
+def imported_modules(path: Path, source: str | None = None) -> list[str]:
+    """Every module an import statement in the file names (anywhere: top level or inside a
+    function), relative imports resolved against the file's package."""
+    package = list(path.parent.relative_to(ROOT).parts)
+    names = []
+    for node in ast.walk(ast.parse(source or path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names.append(module)
+            names += [f"{module}.{alias.name}" for alias in node.names]  # from diy import classroom
+    return names
+
+
+def test_the_library_imports_nothing_from_the_classroom():
+    offenders = {path.name: [name for name in imported_modules(path)
+                             if name == "diy.classroom" or name.startswith("diy.classroom.")]
+                 for path in LIBRARY}
+    assert not {name: found for name, found in offenders.items() if found}
+
+
+def test_the_check_reads_relative_and_absolute_imports():
+    """The check above would pass vacuously if it missed import forms: it must see these."""
+    names = set(imported_modules(ROOT / "diy" / "classroom" / "course_model.py"))
+    assert "diy.causal_lm" in names  # from ..causal_lm import ...
+    probe = ("from .classroom import grade\nimport diy.classroom.checks\n"
+             "def f():\n    from . import classroom\n")
+    names = set(imported_modules(ROOT / "diy" / "probe.py", probe))
+    assert {"diy.classroom.grade", "diy.classroom.checks", "diy.classroom"} <= names
+
+
+def test_importing_the_whole_library_loads_no_classroom_module():
+    modules = [f"diy.{path.stem}" for path in LIBRARY if path.stem != "__init__"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "print(sorted(m for m in sys.modules if m.startswith('diy.classroom')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_module_is_in_one_room():
+    """A module beside the two rooms would be neither: diy/ holds library modules and the one
+    classroom folder, nothing else with code."""
+    folders = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "diy").rglob("*.py")}
+    assert folders == {"diy", "diy/classroom", "diy/classroom/checks"}
+    assert len(LIBRARY) > 10 and len(CLASSROOM) > 10
