@@ -3,9 +3,14 @@
     python -m diy.generate --prompt 海边的小镇上有一                  # greedy, KV cache
     python -m diy.generate --prompt 老人 --temperature 0.8 --top-k 50 --top-p 0.9 --seed 1
 
+    python -m diy.generate --checkpoint checkpoints/pretrain --prompt 浣溪沙 --temperature 0.8
+
 The checkpoint defaults to checkpoints/, the folder `python -m diy.train` writes. Greedy when
 --temperature is 0 (the default), sampling otherwise. Generation stops at <eos> or after
 --max-new-tokens (default: as many as fit in max_seq_len).
+A checkpoint of `python -m diy.pretrain` (step 4) carries its own vocabulary (tokenizer.json) and
+writes 宋词: its prompt is a 词牌 (a newline is added after it), and the printed text stops at
+the blank line that ends a ci.
 Exit status: 0 done, 2 bad arguments (nothing generated).
 """
 
@@ -41,14 +46,20 @@ def parse_args(argv):
 
 
 class PrintStreamer:
-    """Prints the prompt, then each new character as soon as it is generated (not <eos>)."""
+    """Prints the prompt, then each new character as soon as it is generated (not <eos>);
+    with ``stop_at`` (step 4's blank line), nothing after its first occurrence."""
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer, stop_at: str | None = None):
+        self.tokenizer, self.stop_at = tokenizer, stop_at
+        self.text, self.printed = "", 0
 
     def put(self, ids: torch.Tensor) -> None:  # the prompt (1, L), then each new token (1,)
-        text = self.tokenizer.decode(ids.flatten().tolist(), skip_special_tokens=True)
-        print(text, end="", flush=True)
+        self.text += self.tokenizer.decode(ids.flatten().tolist(), skip_special_tokens=True)
+        end = len(self.text)
+        if self.stop_at is not None and self.stop_at in self.text:
+            end = self.text.index(self.stop_at)
+        print(self.text[self.printed:end], end="", flush=True)
+        self.printed = max(self.printed, end)
 
     def end(self) -> None:
         print(flush=True)
@@ -56,7 +67,7 @@ class PrintStreamer:
 
 def main(argv=None) -> int:
     from .causal_lm import DIYForCausalLM
-    from .tokenizer import CharTokenizer
+    from .tokenizer import TOKENIZER_NAME, CharTokenizer
 
     args = parse_args(argv)
     try:
@@ -69,8 +80,12 @@ def main(argv=None) -> int:
                            f"checkpoint folder {args.checkpoint} not found; "
                            "run python -m diy.train first.")
         model = DIYForCausalLM.from_pretrained(args.checkpoint)
-        tokenizer = CharTokenizer(model.config.vocab_size)
-        unknown = tokenizer.unknown_characters(args.prompt)
+        corpus_model = (args.checkpoint / TOKENIZER_NAME).is_file()  # python -m diy.pretrain's
+        tokenizer = CharTokenizer.from_pretrained(args.checkpoint) if corpus_model \
+            else CharTokenizer(model.config.vocab_size)
+        prompt = args.prompt if not corpus_model or args.prompt.endswith("\n") \
+            else args.prompt + "\n"  # a 词牌 is the first line of a ci
+        unknown = tokenizer.unknown_characters(prompt)
         if unknown:
             raise DIYError(f"提示词里有词表外的字：{'、'.join(repr(c) for c in unknown)}。",
                            "换成常用汉字、中文标点或 ASCII 字符。",
@@ -79,7 +94,7 @@ def main(argv=None) -> int:
             raise DIYError("--top-k / --top-p 只在采样时起作用，但 --temperature 是 0（贪心）。",
                            "加上 --temperature 0.8（或别的正数）来采样。",
                            "--top-k/--top-p need sampling: give --temperature > 0.")
-        input_ids = torch.tensor([tokenizer.encode(args.prompt)], dtype=torch.long)  # (1, L)
+        input_ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long)  # (1, L)
         room = model.config.max_seq_len - input_ids.shape[1]
         max_new_tokens = room if args.max_new_tokens is None else args.max_new_tokens
         torch.manual_seed(args.seed)
@@ -87,7 +102,8 @@ def main(argv=None) -> int:
         model.generate(input_ids, max_new_tokens=max_new_tokens,
                        do_sample=args.temperature > 0, temperature=args.temperature or 1.0,
                        top_k=args.top_k, top_p=args.top_p, eos_token_id=tokenizer.eos_token_id,
-                       use_cache=not args.no_cache, streamer=PrintStreamer(tokenizer))
+                       use_cache=not args.no_cache,
+                       streamer=PrintStreamer(tokenizer, "\n\n" if corpus_model else None))
     except DIYError as exc:
         print(f"python -m diy.generate: {exc}", file=sys.stderr)
         return 2

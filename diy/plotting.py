@@ -115,3 +115,28 @@ def plot_loss_curve(history, ax=None, vocab_size: int = 6400):
     ax.legend(loc="upper right", fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_bpc_curve(history, baselines: dict, ax=None):
+    """Step 4's curve: the training loss in bits per character (one character per token) and
+    the held-out bits per character, with the unigram and bigram baselines a model must beat.
+    Returns the figure."""
+    import math
+
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(history.steps, [loss / math.log(2) for loss in history.losses], linewidth=0.6,
+            alpha=0.6, label=zh_or_en("训练 batch（bits/字）", "train batch (bits/char)"))
+    ax.plot(history.eval_steps, history.eval_bpc, "o-", markersize=4,
+            label=zh_or_en("留出的词（bits/字）", "held-out ci (bits/char)"))
+    for (name, value), style in zip(baselines.items(), (":", "--"), strict=False):
+        ax.axhline(value, color="gray", linestyle=style, label=f"{name} {value:.2f}")
+    ax.set_xlabel(zh_or_en("步数", "step"))
+    ax.set_ylabel(zh_or_en("bits / 字", "bits per character"))
+    ax.set_title(zh_or_en("宋词上的预训练", "Pretraining on 宋词"))
+    integer_ticks(ax)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

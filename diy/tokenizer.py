@@ -11,12 +11,18 @@ The vocabulary, in order (deterministic, no downloaded files):
     then     common Chinese / full-width punctuation
     then     the 3,755 hanzi of GB2312 level 1 (frequent characters, pinyin order)
     then     GB2312 level 2 hanzi (radical order) until there are vocab_size ids
+
+Step 4 builds its vocabulary from its corpus instead (`CharTokenizer.from_text`: the special
+tokens, then every character of the training text, most frequent first) and saves it next to
+the checkpoint (`save_pretrained` / `from_pretrained`: tokenizer.json), as transformers does.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter
+from pathlib import Path
 
 from .errors import DIYInputError
 
@@ -43,20 +49,72 @@ class UnknownCharactersWarning(UserWarning):
     """Text had characters outside the vocabulary; they were encoded as <unk>."""
 
 
-class CharTokenizer:
-    """encode(text) -> list[int] and decode(ids) -> str over a fixed character vocabulary."""
+TOKENIZER_NAME = "tokenizer.json"  # in a checkpoint folder, beside config.json
 
-    def __init__(self, vocab_size: int = 6400):
-        tokens = list(SPECIAL_TOKENS) + list(ASCII) + list(CJK_PUNCTUATION)
-        for level in (1, 2):
-            tokens += gb2312_hanzi(level)
-        tokens = list(dict.fromkeys(tokens))  # first occurrence wins; keeps the order
-        if not len(SPECIAL_TOKENS) + len(ASCII) < vocab_size <= len(tokens):
-            raise ValueError(f"vocab_size must be in ({len(SPECIAL_TOKENS) + len(ASCII)}, "
-                             f"{len(tokens)}], got {vocab_size}")
-        self.id_to_token: list[str] = tokens[:vocab_size]
+
+class CharTokenizer:
+    """encode(text) -> list[int] and decode(ids) -> str over a fixed character vocabulary.
+
+    ``CharTokenizer()`` is the course's standard 6400 ids; ``tokens`` gives a vocabulary of your
+    own (the special tokens first, then one character per id), as ``from_text`` builds."""
+
+    def __init__(self, vocab_size: int = 6400, tokens: list[str] | None = None):
+        if tokens is None:
+            tokens = list(SPECIAL_TOKENS) + list(ASCII) + list(CJK_PUNCTUATION)
+            for level in (1, 2):
+                tokens += gb2312_hanzi(level)
+            tokens = list(dict.fromkeys(tokens))  # first occurrence wins; keeps the order
+            if not len(SPECIAL_TOKENS) + len(ASCII) < vocab_size <= len(tokens):
+                raise ValueError(f"vocab_size must be in ({len(SPECIAL_TOKENS) + len(ASCII)}, "
+                                 f"{len(tokens)}], got {vocab_size}")
+            tokens = tokens[:vocab_size]
+        elif (tuple(tokens[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS
+              or any(len(t) != 1 for t in tokens[len(SPECIAL_TOKENS):])
+              or len(set(tokens)) != len(tokens)):
+            raise DIYInputError("词表不合法：应以 <pad> <unk> <bos> <eos> 开头，"
+                                "之后每个 id 一个字符、不重复。",
+                                "用 CharTokenizer.from_text(文本) 从语料建词表。",
+                                "tokens must start with the 4 special tokens, then distinct "
+                                "single characters.")
+        self.id_to_token: list[str] = list(tokens)
         self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(self.id_to_token)}
         self.pad_token_id, self.unk_token_id, self.bos_token_id, self.eos_token_id = range(4)
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        """A vocabulary of ``text``'s own characters: the special tokens, then every character
+        of the text, most frequent first (equal counts: by code point, so it is deterministic).
+        Characters that are not in ``text`` will encode as <unk>."""
+        counts = Counter(text)
+        chars = sorted(counts, key=lambda ch: (-counts[ch], ord(ch)))
+        return cls(tokens=list(SPECIAL_TOKENS) + [ch for ch in chars if ch not in SPECIAL_TOKENS])
+
+    def save_pretrained(self, folder) -> Path:
+        """Write the vocabulary to ``folder``/tokenizer.json (the checkpoint's folder)."""
+        from .checkpoint import write_atomically
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"kind": "char", "tokens": self.id_to_token}, ensure_ascii=False)
+        write_atomically(folder / TOKENIZER_NAME,
+                         lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        return folder / TOKENIZER_NAME
+
+    @classmethod
+    def from_pretrained(cls, folder) -> CharTokenizer:
+        """The vocabulary saved in ``folder``; a folder without tokenizer.json was trained with
+        the course's standard vocabulary (steps 2-3), which is what it gets."""
+        path = Path(folder) / TOKENIZER_NAME
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            tokens = data["tokens"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DIYInputError(f"{path} 读不出来（{type(exc).__name__}），词表文件损坏了。",
+                                "用训练时的 tokenizer.json 替换它，或重新训练。",
+                                f"{path} is not a readable tokenizer file.") from None
+        return cls(tokens=tokens)
 
     @property
     def vocab_size(self) -> int:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cache import cache_folder, exclusive
 from ..tokenizer import CharTokenizer
 from ..training import History, clipped_step, evaluate, train_on_text
 from . import course_model as course_model_module
-from .course_model import cache_folder, exclusive
 
 # Two sentences in the passage's style and vocabulary that the passage does not contain.
 HELD_OUT = "山脚下的村子里有一口老井。每天早上，一位老奶奶提着木桶去井边打水，顺便和邻居说说话。"
