@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import eval_batch
+from .distributed import Place, any_over_processes, mean_over_processes
 from .errors import DIYError, DIYInputError
 from .loss import causal_lm_loss
 from .packed import windows
@@ -185,39 +187,33 @@ class PretrainHistory:
 
 
 def training_step(model, optimizer, stream, step: int, config: PretrainConfig,
-                  rank: int = 0, world_size: int = 1, device=None, autocast=None) -> float:
-    """One optimizer step over the global batch of ``step``: this process's micro-batches, each
-    loss divided by the number of micro-batches (so the summed gradients are the mean's), then
-    clipping and the optimizer step at lr_at(step). Returns the mean loss of the micro-batches."""
+                  place: Place | None = None, autocast=None) -> float:
+    """One optimizer step over the global batch of ``step``: this process's share of the
+    windows, in micro-batches whose losses are each divided by their number (so the summed
+    gradients are the mean's), then clipping and the optimizer step at lr_at(step). Under DDP
+    the gradients are averaged over the processes once, during the last micro-batch's backward
+    (``no_sync`` before). Returns the mean loss of this process's micro-batches."""
+    place = place or Place(device=next(model.parameters()).device)
     starts = window_starts(config.seed, step, config.batch_size, len(stream), config.seq_len)
-    mine = starts.reshape(world_size, -1)[rank]  # this process's share of the global batch
-    micro_batches = mine.reshape(config.accumulation, config.micro_batch_size)
+    mine = starts.reshape(place.world_size, -1)[place.rank]  # this process's share
+    micro_batches = mine.reshape(-1, config.micro_batch_size)  # (accumulation, b)
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, config)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for index, micro in enumerate(micro_batches):
-        x, y = windows(stream, micro, config.seq_len)  # (b, L) each
-        x, y = x.to(device), y.to(device)
-        sync = getattr(model, "no_sync", None)  # DDP: all-reduce only on the last micro-batch
+        x, y = windows(stream, micro, config.seq_len)  # (b, L) each, on the CPU
+        x, y = x.to(place.device), y.to(place.device)
         last = index == len(micro_batches) - 1
-        with (sync() if sync is not None and not last else _nothing()), \
-                (autocast() if autocast is not None else _nothing()):
+        no_sync = model.no_sync() if hasattr(model, "no_sync") and not last else nullcontext()
+        with no_sync, (autocast() if autocast is not None else nullcontext()):
             loss = next_token_loss(model, x, y)
-            (loss / config.accumulation).backward()
+            (loss / len(micro_batches)).backward()
         total += float(loss.detach())
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
     optimizer.step()
-    return total / config.accumulation
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+    return total / len(micro_batches)
 
 
 def make_optimizer(model, config: PretrainConfig) -> torch.optim.Optimizer:
@@ -230,18 +226,27 @@ def pretrain(model, stream, held_out_ids, config: PretrainConfig, *,
              history: PretrainHistory | None = None,
              on_step: Callable[[int, float], None] | None = None,
              on_eval: Callable[[int, float], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> PretrainHistory:
-    """Train ``model`` (a DIYForCausalLM) on random windows of ``stream`` for config.steps
-    optimizer steps, from ``start_step``. Every eval_every steps (and at the last), held-out bits
-    per character on the first eval_tokens of ``held_out_ids``; after the last step, on all of
-    them (``history.final_bpc``). ``on_step(step, loss)`` and ``on_eval(step, bpc)`` are called
-    after each; ``should_stop()`` ends the run early (the history so far is returned)."""
-    config.validate()
-    device = next(model.parameters()).device
+             should_stop: Callable[[], bool] | None = None,
+             place: Place | None = None, autocast=None) -> PretrainHistory:
+    """Train ``model`` (a DIYForCausalLM, or DDP around one) on random windows of ``stream`` for
+    config.steps optimizer steps, from ``start_step``. Every eval_every steps (and at the last),
+    held-out bits per character on the first eval_tokens of ``held_out_ids``; after the last
+    step, on all of them (``history.final_bpc``). ``on_step(step, loss)`` and
+    ``on_eval(step, bpc)`` are called after each; ``should_stop()`` ends the run early (the
+    history so far is returned).
+
+    With several processes (``place``), each trains on its share of every step's global batch;
+    the history's losses are averaged over them (so they equal one process's over the same
+    batch), only the main process evaluates (on the model inside DDP, so no other process has
+    to take part), and all of them stop at the same step when any one is asked to stop."""
+    core = getattr(model, "module", model)  # DDP keeps the model itself in .module
+    place = place or Place(device=next(core.parameters()).device)
+    config.validate(place.world_size)
     optimizer = optimizer or make_optimizer(model, config)
     history = history or PretrainHistory()
     for step in range(start_step, config.steps):
-        loss = training_step(model, optimizer, stream, step, config, device=device)
+        loss = training_step(model, optimizer, stream, step, config, place, autocast)
+        loss = mean_over_processes(loss, place)
         if not math.isfinite(loss):
             raise DIYPretrainError(
                 f"第 {step} 步的 loss 变成了 {loss}：学习率 lr={config.lr} 可能太大。",
@@ -253,14 +258,15 @@ def pretrain(model, stream, held_out_ids, config: PretrainConfig, *,
         if on_step is not None:
             on_step(step + 1, loss)
         done = step + 1 == config.steps
-        if (step + 1) % config.eval_every == 0 or done:
-            bpc = bits_per_char(model, held_out_ids[:config.eval_tokens], seq_len=config.seq_len)
+        if place.is_main and ((step + 1) % config.eval_every == 0 or done):
+            bpc = bits_per_char(core, held_out_ids[:config.eval_tokens], seq_len=config.seq_len)
             history.eval_steps.append(step + 1)
             history.eval_bpc.append(bpc)
             if on_eval is not None:
                 on_eval(step + 1, bpc)
-        if done:
-            history.final_bpc = bits_per_char(model, held_out_ids, seq_len=config.seq_len)
-        if should_stop is not None and should_stop():
+        if done and place.is_main:
+            history.final_bpc = bits_per_char(core, held_out_ids, seq_len=config.seq_len)
+        stop = should_stop is not None and should_stop()
+        if any_over_processes(stop, place):
             break
     return history

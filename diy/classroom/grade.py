@@ -359,7 +359,8 @@ def parse_args(argv):
 
 def prepare_isolation(args, notebooks) -> Isolation:
     """Limits and sandbox from the arguments; caches the kernels may read (the matplotlib font
-    list, the trained course model) built here once, so no graded kernel has to."""
+    list, the trained course model, step 4's course run, stream and BPE) built here once, so no
+    graded kernel has to."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -381,6 +382,14 @@ def prepare_isolation(args, notebooks) -> Isolation:
             course_run(recipe)
     if any("course_model(" in text for text in sources):
         course_model()  # trains once (about 13 s) if the cache has no model yet
+    if any("course_pretrain(" in text for text in sources):
+        from .course_pretrain import course_pretrain
+
+        course_pretrain()  # step 4: trains once (about two minutes) if the cache has none yet
+    if any("course_bpe(" in text for text in sources):
+        from .course_pretrain import course_bpe
+
+        course_bpe()  # lesson 4.1's BPE of 6,400 entries (about 15 s), likewise
     extra, caches = {}, ()
     if cache_folder().is_dir():  # the course model (and whatever else diy caches), read-only
         extra["DIY_CACHE"], caches = str(cache_folder()), (str(cache_folder()),)
