@@ -7,19 +7,21 @@
 下一句: given a ci's 词牌 and its first lines, the model scores four candidate lines of the same
 length — the true next line and three lines of other held-out ci — by their log-probability; a
 model that knows nothing picks the true one 25 % of the time.
-格律: a 词牌 fixes the length of every phrase (浣溪沙: 7 7 7 / 7 7 7). The most common pattern of
+格律: a 词牌 fixes the length of every phrase (浣溪沙: 7·7·7·7·7·7). The most common pattern of
 phrase lengths among a 词牌's training ci is its form; a generated ci follows it or not.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 
 import numpy as np
 import torch
 
 from .corpus import Ci
+from .tokenizer import UnknownCharactersWarning
 
 PHRASE_END = re.compile(r"[，。、？！；：,.?!;:]")  # punctuation that ends a phrase
 
@@ -76,10 +78,13 @@ def next_line_accuracy(model, tokenizer, cis: list[Ci], count: int = 200, seed: 
     right = 0
     questions = next_line_questions(cis, count, seed)
     try:
-        for context, candidates, answer in questions:
-            context_ids = tokenizer.encode(context)
-            scores = [scorer(model, context_ids, tokenizer.encode(line)) for line in candidates]
-            right += int(np.argmax(scores) == answer)
+        with warnings.catch_warnings():  # held-out text has a few characters training never had
+            warnings.simplefilter("ignore", UnknownCharactersWarning)
+            for context, candidates, answer in questions:
+                context_ids = tokenizer.encode(context)
+                scores = [scorer(model, context_ids, tokenizer.encode(line))
+                          for line in candidates]
+                right += int(np.argmax(scores) == answer)
     finally:
         model.train(was_training)
     return right / len(questions)
@@ -88,10 +93,9 @@ def next_line_accuracy(model, tokenizer, cis: list[Ci], count: int = 200, seed: 
 # -------------------------------------------------------------------------------------- 格律
 
 def meter(lines) -> str:
-    """The pattern of phrase lengths of a ci's lines: "7 7 7 / 7 7 7" for a 浣溪沙 (phrases end
-    at punctuation; "/" between lines)."""
-    return " / ".join(" ".join(str(len(p)) for p in PHRASE_END.split(line) if p)
-                      for line in lines if line)
+    """The lengths of a ci's phrases, in order: "7·7·7·7·7·7" for a 浣溪沙. A phrase ends at
+    punctuation; where the lines break does not count (the source breaks them inconsistently)."""
+    return "·".join(str(len(p)) for line in lines for p in PHRASE_END.split(line) if p)
 
 
 def usual_meters(cis: list[Ci], min_count: int = 20) -> dict[str, tuple[str, int, int]]:
@@ -172,3 +176,41 @@ class SharedRuns:
 def longest_shared_run(text: str, train_text: str) -> str:
     """The longest run of ``text`` that also occurs somewhere in ``train_text``."""
     return SharedRuns(train_text).longest(text)
+
+
+# ---------------------------------------------------------------------------------- report
+
+FORMS = ("浣溪沙", "鹧鸪天", "菩萨蛮", "西江月", "减字木兰花")  # five 词牌 with a very fixed form
+
+
+def write_ci(model, tokenizer, name: str, count: int = 8, seed: int = 0,
+             temperature: float = 0.8, top_k: int = 50) -> list[str]:
+    """``count`` ci for the 词牌 ``name`` (sampled, seeded), each up to its first blank line."""
+    prompt = torch.tensor([tokenizer.encode(name + "\n")] * count,
+                          device=next(model.parameters()).device)
+    out = model.generate(prompt, max_new_tokens=model.config.max_seq_len - prompt.shape[1],
+                         do_sample=True, temperature=temperature, top_k=top_k,
+                         generator=torch.Generator(device=prompt.device).manual_seed(seed))
+    return [tokenizer.decode(row.tolist(), skip_special_tokens=True).split("\n\n")[0]
+            for row in out]
+
+
+def measure(model, tokenizer, data, questions: int = 200, per_form: int = 8, seed: int = 0):
+    """The three measures of lesson 4.3 on a trained model (``data``: diy.pretrain_data's
+    SongciData): 下一句 accuracy, the share of generated and of real held-out ci that follow
+    their 词牌's usual meter, and the longest runs generated text shares with the training text."""
+    held = list(data.held_out_cis)
+    usual = usual_meters(list(data.train_cis))
+    generated, real_hits, real_total, hits = [], 0, 0, 0
+    for index, name in enumerate(FORMS):
+        texts = write_ci(model, tokenizer, name, per_form, seed + index)
+        generated += texts
+        hits += sum(meter(ci_lines(text + "\n\n")) == usual[name][0] for text in texts)
+        real = [ci for ci in held if ci.rhythmic == name]
+        real_hits += sum(meter(ci.paragraphs) == usual[name][0] for ci in real)
+        real_total += len(real)
+    runs = SharedRuns(data.train_text)
+    lengths = [len(runs.longest(text.split("\n", 1)[-1])) for text in generated]
+    return {"next_line": next_line_accuracy(model, tokenizer, held, questions, seed),
+            "meter_generated": hits / len(generated), "meter_real": real_hits / real_total,
+            "shared_run_median": float(np.median(lengths)), "shared_run_max": max(lengths)}

@@ -277,8 +277,11 @@ def main(argv=None) -> int:
     except RuntimeError as exc:  # a collective failed: another process died or stopped answering
         if not place.distributed:
             raise
+        if bar is not None:
+            bar.close()
+        reason = str(exc).splitlines()[0].rsplit("] ", 1)[-1][:100]  # without gloo's source path
         print(f"python -m diy.pretrain（进程 {place.rank}）：另一个进程出错或退出了，本进程也停下"
-              f"（{str(exc).splitlines()[0][:120]}）。看上面那个进程自己的报错；"
+              f"（{reason}）。看那个进程自己的报错；"
               f"{out}/ 里是上一次保存的检查点，修好后用 --resume {out} 继续。"
               "(another process failed; stopping)", file=sys.stderr)
         return 1
@@ -312,9 +315,8 @@ def prepare(args, place, songci_data) -> dict:
     import torch
 
     from .causal_lm import DIYForCausalLM
-    from .config import DIYConfig
     from .corpus import SONGCI_SHA256
-    from .pretraining import PretrainHistory, make_optimizer
+    from .pretraining import PretrainHistory, make_optimizer, pretrain_model
     from .tokenizer import CharTokenizer
 
     if args.backbone:
@@ -344,11 +346,7 @@ def prepare(args, place, songci_data) -> dict:
         torch.set_rng_state(state["torch_rng"])
     else:
         config = recipe_from_args(args, place.world_size)
-        torch.manual_seed(config.seed)
-        model = DIYForCausalLM(DIYConfig(
-            vocab_size=len(data.tokenizer), hidden_size=config.hidden_size,
-            num_layers=config.num_layers, num_heads=config.num_heads,
-            max_seq_len=config.seq_len, dropout=0.0)).to(place.device)
+        model = pretrain_model(config, len(data.tokenizer)).to(place.device)
         if args.minutes is not None:
             config = calibrate_steps(model, data.stream, config, args.minutes, place)
         out, history, optimizer = args.out, PretrainHistory(), make_optimizer(model, config)

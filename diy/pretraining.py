@@ -107,6 +107,21 @@ class PretrainConfig:
                 f"= {per_process}.")
 
 
+def pretrain_model(config: PretrainConfig, vocab_size: int):
+    """The recipe's DIYForCausalLM before training, the same for a given seed: dropout 0, and
+    the lm_head drawn from N(0, 0.02) like every other weight matrix (GPT-2's init; step 1's
+    nn.Linear default is about 2.5 times wider), so the first logits are close to uniform."""
+    from .causal_lm import DIYForCausalLM
+    from .config import DIYConfig
+
+    torch.manual_seed(config.seed)
+    model = DIYForCausalLM(DIYConfig(vocab_size=vocab_size, hidden_size=config.hidden_size,
+                                     num_layers=config.num_layers, num_heads=config.num_heads,
+                                     max_seq_len=config.seq_len, dropout=0.0))
+    torch.nn.init.normal_(model.lm_head.weight, mean=0.0, std=model.config.initializer_range)
+    return model
+
+
 def lr_at(step: int, config: PretrainConfig) -> float:
     """The learning rate of optimizer step ``step`` (0-based): linear warmup from lr/warmup to lr
     over the first ``warmup_steps`` steps, then a cosine from lr down to min_lr at the last step."""

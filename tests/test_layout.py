@@ -3,6 +3,7 @@ tools) and the classroom (diy/classroom/: the registry, self-checks, grader, doc
 The classroom imports the library; the library never imports the classroom."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,19 @@ def test_every_module_is_in_one_room():
     folders = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "diy").rglob("*.py")}
     assert folders == {"diy", "diy/classroom", "diy/classroom/checks"}
     assert len(LIBRARY) > 10 and len(CLASSROOM) > 10
+
+
+def test_the_readme_map_names_every_module():
+    """README's 仓库地图 lists every module of both rooms (a new module must be placed, and said
+    where, when it is added)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## 仓库地图")
+    section = readme[start:readme.index("\n## ", start + 10)]
+    named = set(re.findall(r"`(diy/[\w/]+\.py)`", section))
+    listed_checks = "diy/classroom/checks/" in section
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "diy").rglob("*.py")
+               if p.name != "__init__.py" or p.parent.name != "checks"}
+    modules = {m for m in modules if not m.startswith("diy/classroom/checks/")} | (
+        set() if listed_checks else {"diy/classroom/checks/"})
+    missing = sorted(m for m in modules if m not in named and m != "diy/classroom/__init__.py")
+    assert not missing, f"add to README's 仓库地图: {missing}"

@@ -127,6 +127,28 @@ STEPS = (
                    Exercise("3.3c", "check_my_generate", ("my_generate",)),
                )),
     )),
+    Step(4, "第四步", "真实语料：在宋词上预训练", (
+        Lesson("step4_1_corpus_tokens", "4.1", "语料与 token", "35～45",
+               "21,053 首宋词、按首划分留出集、字频与 Zipf、词表覆盖率、自己写字节级 BPE "
+               "并与 `tokenizers` 的 `BpeTrainer` 合并顺序相同、BPE 在古诗词上省得很少、"
+               "bits per character、uint16 的 token 流（`numpy.memmap`）与随机窗口", (
+                   Exercise("4.1a", "check_bpe_merge", ("count_pairs", "merge")),
+                   Exercise("4.1b", "check_bpe_codec", ("encode", "decode")),
+                   Exercise("4.1c", "check_stream_batch", ("get_batch",)),
+               )),
+        Lesson("step4_2_recipe", "4.2", "训练配方", "30～40",
+               "warmup + 余弦学习率、梯度累积（与大 batch 的梯度相同）、只对矩阵做权重衰减、"
+               "unigram / bigram 基线、留出集 bpc 曲线与基线、课程的预训练", (
+                   Exercise("4.2a", "check_lr_schedule", ("lr_at",)),
+                   Exercise("4.2b", "check_accumulation", ("accumulate_gradients",)),
+               )),
+        Lesson("step4_3_what_it_learned", "4.3", "它学会了什么", "25～35",
+               "按词牌写词（训练前 / 第二步的模型 / 预训练后）、「下一句」四选一、"
+               "格律（短句字数）、是不是在抄（与训练集最长的相同片段）、`python -m diy.pretrain`", (
+                   Exercise("4.3a", "check_line_log_prob", ("line_log_prob",)),
+                   Exercise("4.3b", "check_meter", ("meter",)),
+               )),
+    )),
 )
 
 LESSONS: dict[str, Lesson] = {lesson.name: lesson for step in STEPS for lesson in step.lessons}

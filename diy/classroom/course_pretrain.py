@@ -27,11 +27,10 @@ from ..baselines import bigram_bpc, unigram_bpc
 from ..cache import cache_folder, exclusive
 from ..causal_lm import DIYForCausalLM
 from ..checkpoint import write_atomically
-from ..config import DIYConfig
 from ..corpus import SONGCI_SHA256
 from ..errors import DIYInputError
 from ..pretrain_data import SongciData, songci_data
-from ..pretraining import PretrainConfig, PretrainHistory, pretrain
+from ..pretraining import PretrainConfig, PretrainHistory, pretrain, pretrain_model
 from ..tokenizer import CharTokenizer
 
 COURSE_STEPS = 400  # of the default recipe's 3,000: below the bigram baseline, in ~2 minutes
@@ -54,10 +53,7 @@ class CoursePretrain:
 def build_model(recipe: PretrainConfig, vocab_size: int) -> DIYForCausalLM:
     """The recipe's model before any training: the same initial weights every time."""
     with torch.random.fork_rng(devices=[]):  # the notebook's own random numbers stay as they were
-        torch.manual_seed(recipe.seed)
-        return DIYForCausalLM(DIYConfig(vocab_size=vocab_size, hidden_size=recipe.hidden_size,
-                                        num_layers=recipe.num_layers, num_heads=recipe.num_heads,
-                                        max_seq_len=recipe.seq_len, dropout=0.0))
+        return pretrain_model(recipe, vocab_size)
 
 
 def baselines_of(data: SongciData) -> dict:
