@@ -112,7 +112,7 @@ CELLS = [
 
     `course_model()` 给出 2.2 第 6 节那次 70 步训练得到的模型：同样的种子、同样的 `TrainConfig()`、同样的短文，
     也就是你的 `train_loop` 用 `TrainConfig()` 会训练出来的模型（2.2 里它和 `train` 一步不差；这也是 `python -m diy.train` 默认做的事）。
-    ⏳ 第一次运行时（课程缓存里还没有它）它现场训练（XX），然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括第三步）直接读取，不到一秒。
+    ⏳ 第一次运行时（课程缓存里还没有它）它现场训练（2 核 CPU 上约 12 秒，机器忙时更久），然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括第三步）直接读取，不到一秒。
     """),
     code("""
     model = course_model()
