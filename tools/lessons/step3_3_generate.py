@@ -71,6 +71,7 @@ CELLS = [
     import logging
     import warnings
 
+    warnings.filterwarnings("ignore", message="IProgress not found")  # transformers 导入时关于进度条的提示，与课程无关
     from transformers import LlamaConfig, LlamaForCausalLM
 
 
