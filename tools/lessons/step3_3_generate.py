@@ -5,7 +5,7 @@ from tools.notebook_builder import check, code, exercise, md
 
 CELLS = [
     md("""
-    **目标**：把 3.1 和 3.2 的零件收进一个 `DIYForCausalLM.generate`。它的参数名和行为都和 Hugging Face `transformers` 一样，
+    **目标**：把 3.1 和 3.2 的零件收进一个 `DIYForCausalLM.generate`。它的参数名和行为都和 Hugging Face `transformers` 一样（只有长度上限不同，第 1 节会讲），
     以后换成真正的大模型，习惯可以直接带过去。然后你自己写一个小小的 `generate`，证明它和课程的逐 id 相同。
 
     **学完后你能自测**：
