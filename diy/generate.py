@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         if not args.checkpoint.is_dir():
             raise DIYError(f"找不到检查点文件夹 {args.checkpoint}/。",
                            f"先训练一个：python -m diy.train --out {args.checkpoint}"
-                           "（约 15 秒），或用 --checkpoint 指定文件夹。",
+                           "（2 核 CPU 上约 12 秒），或用 --checkpoint 指定文件夹。",
                            f"checkpoint folder {args.checkpoint} not found; "
                            "run python -m diy.train first.")
         model = DIYForCausalLM.from_pretrained(args.checkpoint)

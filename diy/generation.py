@@ -119,18 +119,26 @@ def check_generate_args(config, input_ids, attention_mask, max_new_tokens, do_sa
         _refuse(f"max_new_tokens={max_new_tokens!r} 不合法：它是要生成的 token 数。",
                 "用 0 或正整数。", "max_new_tokens must be a non-negative integer.")
     if L + max_new_tokens > config.max_seq_len:
-        # No sliding window (transformers refuses too): the cached keys carry their positions
-        # (RoPE), so dropping the oldest token would mean re-encoding every cached key at a new
-        # position, i.e. recomputing the whole context each step: 2.3's cropping loop.
+        # Refused up front, for two reasons. The RoPE tables (cos/sin) end at max_seq_len - 1,
+        # the last position the model was trained on. And a KV cache cannot slide: from layer 1
+        # on, every cached K/V was computed with the oldest token in context, so dropping that
+        # token means recomputing the whole window each step, which is 2.3's cropping loop
+        # (RoPE positions are no obstacle: scores depend on m - n only; lesson 3.1 section 5).
+        # transformers' generate does not refuse an explicit max_new_tokens: it goes past
+        # max_position_embeddings and logs a reminder once (MaxLengthCriteria).
+        last = config.max_seq_len - 1
         _refuse(f"提示词 {L} 个 token + 生成 {max_new_tokens} 个 = {L + max_new_tokens}，"
-                f"超过了 max_seq_len={config.max_seq_len}：模型只学过 0..{config.max_seq_len - 1} "
-                "这些位置，而缓存里的 key 带着各自的位置（RoPE），不能像 2.3 那样丢掉最前面的 "
-                "token 接着生成（那要把整个缓存按新位置重算一遍，等于不用缓存）。",
+                f"超过了 max_seq_len={config.max_seq_len}：RoPE 的 cos/sin 表只算到位置 {last}，"
+                f"模型也只在 0..{last} 这些位置上训练过。带着缓存也不能像 2.3 那样丢掉最前面的 "
+                "token 接着生成：从第 1 层起，缓存里的每个 K/V 都是在看得见那个 token 时算出来的，"
+                "只能整段重算，等于不用缓存（3.1 第 5 节）。",
                 f"把 max_new_tokens 调到 {max(config.max_seq_len - L, 0)} 以内、缩短提示词；"
                 "要写得更长，就用 2.3 那种每步裁剪上下文、不带缓存的循环。",
                 f"prompt + max_new_tokens = {L + max_new_tokens} exceeds "
-                f"max_seq_len={config.max_seq_len}; no sliding window with a KV cache (cached keys "
-                "carry their RoPE positions), as in transformers.")
+                f"max_seq_len={config.max_seq_len}: the RoPE tables end at position {last}, and "
+                "a KV cache cannot drop its oldest token (from layer 1 on, every cached K/V was "
+                "computed with it in context). transformers' generate does not refuse an explicit "
+                "max_new_tokens: it runs past max_position_embeddings and logs a reminder once.")
     if not isinstance(temperature, (int, float)) or math.isnan(temperature) or temperature < 0:
         _refuse(f"temperature={temperature!r} 不合法：它必须是 ≥ 0 的数。",
                 "常用 0.7～1.0；想要确定的输出就用 do_sample=False（贪心）。",

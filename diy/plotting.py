@@ -117,6 +117,32 @@ def plot_loss_curve(history, ax=None, vocab_size: int = 6400):
     return ax.figure
 
 
+# Perplexities worth a tick on a loss axis from about 0.01 to ln(6400): e^0.01 ... 6400.
+PERPLEXITY_TICKS = (1.01, 1.05, 1.2, 2, 10, 100, 6400)
+
+
+def add_perplexity_axis(ax, ticks=PERPLEXITY_TICKS):
+    """A right-hand axis that reads ``ax``'s loss axis as perplexity e^loss; returns it.
+
+    Each tick ``p`` stands where ``ax`` draws the loss ln(p), whatever ``ax``'s scale (log or
+    linear): the secondary axis follows the parent's scale through the two functions and must
+    not be given a scale of its own (``set_yscale("log")`` on it would replace the mapping and
+    put every tick but the ends in the wrong place). Ticks are fixed, labelled plainly.
+    """
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    axis = ax.secondary_yaxis("right", functions=(
+        lambda loss: np.exp(np.clip(loss, -700, 700)),  # loss -> perplexity, no overflow
+        lambda p: np.log(np.clip(p, 1e-300, None)),  # perplexity -> loss, no log(0)
+    ))
+    axis.yaxis.set_major_locator(FixedLocator(list(ticks)))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda p, _pos: f"{p:g}"))
+    axis.yaxis.set_minor_locator(NullLocator())
+    axis.set_ylabel(zh_or_en("困惑度 e^loss", "perplexity e^loss"))
+    return axis
+
+
 def plot_bpc_curve(history, baselines: dict, ax=None):
     """Step 4's curve: the training loss in bits per character (one character per token) and
     the held-out bits per character, with the unigram and bigram baselines a model must beat.

@@ -292,6 +292,10 @@ def test_generate_past_max_seq_len_says_why_it_cannot_slide():
     with pytest.raises(DIYInputError) as error:
         model.generate(torch.ones(1, 8, dtype=torch.long), max_new_tokens=CONFIG.max_seq_len)
     assert "RoPE" in error.value.problem and "2.3" in error.value.fix
+    # the reason a cache cannot slide is the deeper layers' K/V, not RoPE (lesson 3.1, section 5)
+    assert "第 1 层" in error.value.problem and "3.1" in error.value.problem
+    assert "from layer 1 on" in error.value.gloss and "transformers" in error.value.gloss
+    assert "带着各自的位置" not in error.value.problem  # the old, wrong reason
 
 
 def test_step3_model_prefers_the_learners_checkpoint(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Figures speak Chinese where a CJK font is installed and English, without warnings, elsewhere."""
 
 import io
+import math
 import os
 import warnings
 
@@ -113,3 +114,38 @@ def test_token_ticks_with_a_cjk_font_draw_the_newline_without_warnings():
     labels = [plotting.token_tick(t, i) for i, t in enumerate(["\n", " ", "灯", "，"])]
     assert labels[:3] == ["⏎", "␣", "灯"]
     assert draw_token_ticks(labels) == []
+
+
+def perplexity_tick_offsets(scale: str, give_it_a_scale: bool = False) -> dict[str, float]:
+    """Draw a loss curve on a ``scale`` axis with add_perplexity_axis; for every tick label of
+    the perplexity axis, how many pixels it stands from where the loss axis draws ln(tick)."""
+    fig, ax = plt.subplots()
+    ax.plot([1, 70], [8.9, 0.012])
+    ax.set_yscale(scale)
+    perplexity = plotting.add_perplexity_axis(ax)
+    if give_it_a_scale:  # the mistake the helper's docstring warns about
+        perplexity.set_yscale("log")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a log(0) or an overflow would warn here
+        fig.canvas.draw()
+    offsets = {}
+    for tick in perplexity.yaxis.get_major_ticks():
+        p = tick.get_loc()
+        where = perplexity.transData.transform([[0, p]])[0, 1]
+        should = ax.transData.transform([[0, math.log(p)]])[0, 1]
+        offsets[tick.label2.get_text()] = abs(where - should)
+    plt.close(fig)
+    return offsets
+
+
+@pytest.mark.parametrize("scale", ["log", "linear"])
+def test_every_perplexity_tick_stands_at_the_loss_ln_p(scale):
+    offsets = perplexity_tick_offsets(scale)
+    assert list(offsets) == [f"{p:g}" for p in plotting.PERPLEXITY_TICKS]  # 1.05 at the 0.05 target
+    assert max(offsets.values()) < 0.01  # pixels
+
+
+def test_a_perplexity_axis_given_its_own_log_scale_is_wrong_between_its_ends():
+    # 2.2's figure once did this: the right axis then read about 21 at the 0.05 target
+    offsets = perplexity_tick_offsets("log", give_it_a_scale=True)
+    assert max(offsets.values()) > 10

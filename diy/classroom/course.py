@@ -52,14 +52,14 @@ STEPS = (
                    Exercise("0.2a", "check_rotary", ("RotaryEmbedding",)),
                    Exercise("0.2b", "check_apply_rotary", ("rotate_half", "apply_rotary")),
                )),
-        Lesson("step0_3_attention", "0.3", "因果自注意力与 KV cache", "30～40",
+        Lesson("step0_3_attention", "0.3", "因果自注意力与 KV cache", "50～70",
                "`q_proj`/`k_proj`/`v_proj`/`o_proj`、分头的 view/transpose、√D、"
                "因果与 padding mask、与 SDPA 和 `LlamaAttention` 相同、真实句子上的注意力热力图、"
                "KV cache、dropout", (
                    Exercise("0.3a", "check_causal_mask", ("causal_mask",)),
                    Exercise("0.3b", "check_attention", ("DIYAttention",)),
                )),
-        Lesson("step0_4_model", "0.4", "SwiGLU、解码层与完整的 DIYModel", "25～35",
+        Lesson("step0_4_model", "0.4", "SwiGLU、解码层与完整的 DIYModel", "55～75",
                "SwiGLU 与 704、pre-norm 解码层、`DIYModel` 的构造与 forward、"
                "手算 3,245,312 个参数、`strict=True` 装进参考权重并与 `LlamaModel` 相同、"
                "`[layer] * n`、导出你自己的 `DIYModel.py` 并跑符合性检查", (

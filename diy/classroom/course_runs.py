@@ -7,10 +7,11 @@
     run.grad_norm                 # the gradient norm of every step, before clipping
     run.held_out_loss             # at every evaluation: the loss on HELD_OUT, text never trained on
 
-Lessons 2.2 and 2.3 plot these curves. Training 70 steps takes 15-20 s on 2 CPU cores, too long
-to repeat in every notebook (and in notebooks/ and solutions/ under the tests), so each recipe
-runs once and its record is kept in the cache folder of diy.classroom.course_model, under the same
-kind of lock: notebooks that start together wait for the first one's run. The "clip" run is exactly
+Lessons 2.2 and 2.3 plot these curves. Training 70 steps takes about 12 s on a 2-core CPU
+(README, 速度), too long to repeat in every notebook (and in notebooks/ and solutions/ under the
+tests), so each recipe runs once and its record is kept in the cache folder of
+diy.classroom.course_model, under the same kind of lock: notebooks that start together wait for
+the first one's run. The "clip" run is exactly
 `train_on_text()`, the recipe of the course model, so it also stores that model when the cache
 has none yet (one training instead of two).
 """

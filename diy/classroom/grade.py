@@ -378,7 +378,7 @@ def prepare_isolation(args, notebooks) -> Isolation:
     if any("course_run(" in text for text in sources):
         from .course_runs import RECIPES, course_run
 
-        for recipe in RECIPES:  # each recorded once (15-20 s) if the cache has no record yet
+        for recipe in RECIPES:  # each recorded once (about 12 s) if the cache has no record yet
             course_run(recipe)
     if any("course_model(" in text for text in sources):
         course_model()  # trains once (about 13 s) if the cache has no model yet

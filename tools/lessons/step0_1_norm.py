@@ -118,13 +118,10 @@ CELLS = [
     - `forward(x)`：`x` 形状 `(..., hidden_size)`，输出形状相同；在 float32 里算（`x.float()`），算完转回输入的 dtype，再乘 `weight`；
     - eps 加在开方**之前**；全 0 的输入不能得到 NaN。
 
-    提示（填空）：
-
-    ```python
-    x32 = x.float()
-    ms = x32.pow(2).mean(dim=____, keepdim=____)   # (..., 1)
-    out = (x32 * torch.rsqrt(____)).to(x.dtype) * ____
-    ```
+    提示（先想清楚再写）：
+    - 均方要对每个位置各算一个数：沿哪一维求平均？`x` 是 `(2, 10, 256)` 时，均方应该是什么形状，才能和 `x` 逐元素相除（广播）？
+    - 除以平方根可以写成乘以 `torch.rsqrt(...)`；eps 要在开方之前加进去——为什么这样全 0 的输入就不会得到 NaN？
+    - 哪几步在 float32 里做，哪一步之后转回输入的 dtype，`weight` 在转回之前还是之后乘？（第 7 节会看到这个顺序决定了输出的 dtype。）
 
     用 `torch.nn.RMSNorm` 也可以（比如继承它），但要把 `eps` **显式**传进去——它的默认值不是 1e-6。
     """),
@@ -211,8 +208,19 @@ CELLS = [
     print("LayerNorm 的参数:", list(layer_norm.state_dict()), " RMSNorm 的参数:", list(rms_norm.state_dict()))
     """),
     md("""
-    LayerNorm 把均值拉到 0、标准差拉到 1；RMSNorm 只把 RMS 拉到 1，均值（方向）保留下来。
-
+    LayerNorm 把均值拉到 0、标准差拉到 1；RMSNorm 只把 RMS 拉到 1。它把整个向量除以同一个数（这个位置的 RMS；
+    `weight` 还是全 1），所以向量的**方向**不变；均值并没有「保留」，而是跟着除以了同一个数（上面 2.066 → 0.896）。
+    LayerNorm 先减了均值，方向就变了。验证一下：
+    """),
+    code("""
+    scale = rms(v).item()                                   # RMSNorm 除以的那个数（eps 小到可以忽略）
+    print(f"RMSNorm 的输出均值 {rms_norm(v).mean().item():.3f} = 输入均值 / RMS = {v.mean().item():.3f} / {scale:.3f}"
+          f" = {v.mean().item() / scale:.3f}")
+    for name, module in (("LayerNorm", layer_norm), ("RMSNorm", rms_norm)):
+        cosine = torch.cosine_similarity(module(v).flatten(), v.flatten(), dim=0).item()
+        print(f"{name:9s}: 输出与输入的夹角余弦 {cosine:.3f}（1 = 方向不变）")
+    """),
+    md("""
     ## 7. 低精度输入：在 float32 里算
 
     训练大模型时常用 bfloat16。均方是很多数的平方的平均，用 float32 算更稳；算完再转回输入的 dtype。

@@ -67,30 +67,9 @@ CELLS = [
 
     $$\\text{inv\\_freq}[i] = \\theta^{-2i/D}, \\quad i = 0, \\dots, D/2 - 1$$
 
-    位置 p 处第 i 对旋转的角度是 `p · inv_freq[i]`。
-    """),
-    code("""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)   # (D/2,)
-    print("inv_freq.shape:", tuple(inv_freq.shape))
-    print(f"第 0 对每个位置转 {inv_freq[0].item():.4f} 弧度，第 31 对只转 {inv_freq[-1].item():.6f} 弧度")
-    print(f"第 31 对转一整圈要 {2 * torch.pi / inv_freq[-1].item():,.0f} 个位置")
-    """),
-    md("""
-    先猜：把 `cos(位置 · inv_freq[i])` 随位置画出来，i = 0 和 i = 16 的曲线哪条变化得快？
-    """),
-    code("""
-    positions = torch.arange(max_seq_len).float()           # (T,)
-    fig, ax = plt.subplots(figsize=(8, 3))
-    for i in (0, 4, 8, 16, 31):
-        ax.plot(positions, torch.cos(positions * inv_freq[i]), label=f"i = {i}")
-    ax.set_xlabel(zh_or_en("位置", "position"))
-    ax.set_ylabel("cos(position · inv_freq[i])")
-    ax.set_title(zh_or_en("不同维度对的旋转速度", "Rotation speed of different dimension pairs"))
-    ax.legend(loc="lower left", fontsize=8)
-    plt.show()
-    """),
-    md("""
-    前面的对转得快，能分辨相邻的位置；后面的对转得慢，在整个 128 的长度上几乎不动，适合表示「很远」。
+    位置 p 处第 i 对旋转的角度是 `p · inv_freq[i]`。先在纸上估一估：第 0 对每个位置转多少弧度？第 31 对呢
+    （θ = 10000，D = 64）？把 `cos(位置 · inv_freq[i])` 随位置画出来，i = 0 和 i = 16 的曲线哪条变化得快？
+    写完下面的练习，就能从你的表里读出答案。
 
     ## 3. ✏️ 练习 0.2a：cos/sin 表
 
@@ -104,12 +83,10 @@ CELLS = [
     - `forward(start, length)` 返回位置 `start … start + length − 1` 的 `(cos, sin)`，各 `(length, D)`，float32。
       带 KV cache 时 `start` = 缓存长度：新 token 的位置接在缓存后面，不从 0 重数。
 
-    提示（填空）：
-
-    ```python
-    angles = torch.outer(____, inv_freq)          # (T, D/2)
-    angles = torch.cat((____, ____), dim=-1)      # (T, D)
-    ```
+    提示（先想清楚再写）：
+    - 指数里的 `2i` 取 0, 2, 4, …, D − 2：`torch.arange` 的哪几个参数直接给出这 D/2 个数？整数张量要先变成浮点数再做除法和乘方；
+    - 「每个位置 × 每个频率」得到一张 `(T, D/2)` 的表：这种两两相乘叫外积（`torch.outer`）；
+    - 为什么是把整张角度表**拼成两份**，而不是把每个角度**重复两次**（`repeat_interleave`）？想想第 i 维和哪一维配对。
     """),
     exercise(
         solution="""
@@ -156,19 +133,42 @@ CELLS = [
     print("第 i 列与第 i + D/2 列相同:", torch.equal(cos[:, :head_dim // 2], cos[:, head_dim // 2:]))
     """),
     md("""
+    回到第 2 节的两个问题，答案就在你的表里：位置 1 那一行的角度就是每一对的 `inv_freq[i]`（位置 1 × 频率）。
+    """),
+    code("""
+    per_position = torch.atan2(rope.sin[1], rope.cos[1])[:head_dim // 2]   # (D/2,) 位置 1 的角度 = inv_freq
+    print(f"第 0 对每个位置转 {per_position[0].item():.4f} 弧度，第 31 对只转 {per_position[-1].item():.6f} 弧度")
+    print(f"第 31 对转一整圈要约 {round(2 * torch.pi / per_position[-1].item(), -2):,.0f} 个位置")
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for i in (0, 4, 8, 16, 31):
+        ax.plot(range(max_seq_len), rope.cos[:, i], label=f"i = {i}")
+    ax.set_xlabel(zh_or_en("位置", "position"))
+    ax.set_ylabel("cos(position · inv_freq[i])")
+    ax.set_title(zh_or_en("不同维度对的旋转速度", "Rotation speed of different dimension pairs"))
+    ax.legend(loc="lower left", fontsize=8)
+    plt.show()
+    """),
+    md("""
+    前面的对转得快，能分辨相邻的位置；后面的对转得慢，在整个 128 的长度上几乎不动，适合表示「很远」。
+    """),
+    md("""
     ## 4. ✏️ 练习 0.2b：rotate_half 与旋转
 
     把二维向量 (a, b) 旋转角度 φ：(a cos φ − b sin φ, b cos φ + a sin φ)。对 D 维向量，我们把**第 i 维和第 i + D/2 维**
-    配成一对一起转。把最后一维切成前后两半 `x1 = x[..., :D/2]`、`x2 = x[..., D/2:]`，整段写成
+    配成一对一起转。把最后一维切成前后两半 x1（前 D/2 维）、x2（后 D/2 维），套用二维公式，旋转之后应当是：
 
-    旋转后 = `x * cos + rotate_half(x) * sin`，其中 `rotate_half(x) = (−x2, x1)`（两半交换、新的前一半取负）。
+    - 前一半：x1·cos − x2·sin
+    - 后一半：x2·cos + x1·sin
 
-    对照上面的二维公式检查一下：前一半得到 x1·cos − x2·sin，后一半得到 x2·cos + x1·sin。
+    （cos、sin 取这一对所在位置的角度：你的表里第 i 列和第 i + D/2 列是同一个角度，所以整行 cos 可以直接和整个向量逐元素相乘。）
 
     要求：
-    - `rotate_half(x)`：沿最后一维切两半，返回同形状的 `(−x2, x1)`；用 `x.shape[-1]`，不写死 64；
+    - `rotate_half(x)`：沿最后一维切成前后两半 (x1, x2)，返回同形状的 (−x2, x1)；用 `x.shape[-1]`，不写死 64；
     - `apply_rotary(x, cos, sin)`：`x` 是 `(B, H, L, D)` 的 q 或 k，`cos`/`sin` 是 `(L, D)`（自动广播），返回同形状；
     - 都不改动传进来的 `x`。
+
+    提示：`x * cos` 已经给出了上面两行里带 cos 的那两项。带 sin 的两项是「某个向量 × sin」——那个向量的前一半是什么、后一半是什么？
+    `rotate_half` 就是为它准备的。
     """),
     exercise(
         solution="""
@@ -257,19 +257,44 @@ CELLS = [
           and abs(rotated_dot(5, 5) - rotated_dot(60, 60)) < 1e-4)
     """),
     md("""
-    把 n 固定在几个不同的位置，让 m 走一遍，画出点积随 m − n 的变化：几条曲线重合在一起，说明点积只看 m − n。
+    **为什么？** 把一对维度的旋转写成 2×2 矩阵 R_m（转 m 个位置的角度）。旋转矩阵有两条性质：转置就是反着转（R_mᵀ = R_{−m}），
+    两次旋转角度相加（R_{−m} R_n = R_{n−m}）。于是
+
+    $$(R_m q) \\cdot (R_n k) = q^\\top R_m^\\top R_n k = q^\\top R_{n-m}\\, k$$
+
+    m 和 n 只以 n − m 的形式留下来。每一对维度都是这样，32 对加起来还是这样。等式右边也可以读成「k 不动、只把 q 转 m − n 个位置」，
+    算出来应当就是上面的点积：
     """),
     code("""
-    fig, ax = plt.subplots(figsize=(8, 3))
-    for n in (0, 30, 60):
-        ms = range(n, max_seq_len)
-        ax.plot([m - n for m in ms], [rotated_dot(m, n) for m in ms], label=f"n = {n}", linewidth=1)
-    ax.set_xlabel("m − n")
-    ax.set_ylabel(zh_or_en("旋转后的 q·k", "rotated q·k"))
-    ax.set_title(zh_or_en("点积只取决于相对距离 m − n", "The dot product depends on m − n only"))
-    integer_ticks(ax)
-    ax.legend(fontsize=8)
+    for m, n in ((5, 2), (40, 37), (100, 97)):
+        only_q = apply_rotary(q1, rope.cos[m - n], rope.sin[m - n]) @ k1     # q 转 m − n 个位置，k 不转
+        print(f"m={m:3d}, n={n:3d}: (R_m q)·(R_n k) = {rotated_dot(m, n):8.4f}   (R_(m−n) q)·k = {only_q.item():8.4f}")
+    """),
+    md("""
+    把 n 固定在 0、30、60，让 m 走一遍。左图横轴是 q 的位置 m：三条曲线形状一样，只是各自往右挪了 n；
+    右图横轴换成 m − n：三条曲线完全叠在一起（画成三种线型：粗的浅色线上压着虚线和点线），说明点积只看 m − n。
+    """),
+    code("""
+    curves = {n: [rotated_dot(m, n) for m in range(n, max_seq_len)] for n in (0, 30, 60)}
+    styles = {0: {"linewidth": 4, "alpha": 0.35}, 30: {"linewidth": 1.5, "linestyle": "--"},
+              60: {"linewidth": 1, "linestyle": ":", "color": "black"}}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3), sharey=True)
+    for n, dots in curves.items():
+        left.plot(range(n, max_seq_len), dots, label=f"n = {n}", **styles[n])
+        right.plot(range(max_seq_len - n), dots, label=f"n = {n}", **styles[n])
+    left.set_xlabel(zh_or_en("q 的位置 m", "position m of q"))
+    left.set_title(zh_or_en("横轴是 m：同样的形状，各挪了 n", "Against m: one shape, shifted by n"))
+    right.set_xlabel("m − n")
+    right.set_title(zh_or_en("横轴是 m − n：三条叠在一起", "Against m − n: the three coincide"))
+    left.set_ylabel(zh_or_en("旋转后的 q·k", "rotated q·k"))
+    for ax in (left, right):
+        integer_ticks(ax)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     plt.show()
+    overlap = max_seq_len - 60                              # 三条曲线都画到的 m − n：0 … 67
+    gap = max(abs(curves[n][d] - curves[0][d]) for n in (30, 60) for d in range(overlap))
+    print(f"m − n = 0…{overlap - 1} 上，三条曲线的最大差 < 1e-4:", gap < 1e-4)
     """),
     md("""
     ## 8. 「前后两半」与「相邻交错」
@@ -294,12 +319,54 @@ CELLS = [
           torch.allclose(apply_rotary_interleaved(q[..., order], cos, sin), half_split[..., order], atol=1e-5))
     """),
     md("""
-    所以从「交错」约定的模型导入权重时，要把 `q_proj`、`k_proj` 的输出行按上面的 `order` 重排（transformers 的转换脚本就在做这件事）。
+    所以从「交错」约定训练的模型导入权重时，要把 `q_proj`、`k_proj` 的输出行重排。按哪个排列？上一格说的是
+    交错(q[order]) = 前后两半(q)[order]。交错模型算出的 q 记作 q_i，令 q_h = q_i[order.argsort()]（`argsort` 给出 `order` 的逆排列，
+    所以 q_h[order] = q_i），代进去：交错(q_i) = 前后两半(q_h)[order]。k 也一样；q、k 的维度同样重排，点积不变。
+    所以行要按 **`order.argsort()`** 重排，不是按 `order` 本身。先猜：按 `order` 重排会怎样？用一个「交错约定」的头的随机权重验证：
+    """),
+    code("""
+    tokens_x = torch.randn(L, hidden_size)                                   # 10 个 token 的输入
+    Wq = torch.randn(head_dim, hidden_size) / hidden_size ** 0.5             # 交错约定下训练的 q_proj（一个头的输出行）
+    Wk = torch.randn(head_dim, hidden_size) / hidden_size ** 0.5             # 同上，k_proj
+    scores_interleaved = (apply_rotary_interleaved(tokens_x @ Wq.T, cos, sin)
+                          @ apply_rotary_interleaved(tokens_x @ Wk.T, cos, sin).T)   # (L, L)
+
+
+    def half_split_scores(rows):
+        \"\"\"把两个权重的输出行按 rows 重排，再用前后两半约定算分数 (L, L)。\"\"\"
+        return apply_rotary(tokens_x @ Wq[rows].T, cos, sin) @ apply_rotary(tokens_x @ Wk[rows].T, cos, sin).T
+
+
+    print("行按 order 重排，分数与交错模型相同:          ",
+          torch.allclose(half_split_scores(order), scores_interleaved, atol=1e-4))
+    print("行按 order.argsort() 重排，分数与交错模型相同:",
+          torch.allclose(half_split_scores(order.argsort()), scores_interleaved, atol=1e-4))
+    print("order 的前 6 个:", order[:6].tolist(), " order.argsort() 的前 6 个:", order.argsort()[:6].tolist())
+    hf_permute = Wq.view(1, head_dim // 2, 2, hidden_size).transpose(1, 2).reshape(head_dim, hidden_size)
+    print("transformers 转换脚本的 permute（一个头）= 按 order.argsort() 取行:", torch.equal(hf_permute, Wq[order.argsort()]))
+    """),
+    md("""
+    最后一行里的 `view(头数, D/2, 2, C).transpose(1, 2).reshape(...)` 就是 transformers 仓库里把 Meta 原始 Llama 权重转成
+    Hugging Face 格式的脚本（`convert_llama_weights_to_hf.py`）对 `q_proj`、`k_proj` 做的 `permute`：它做的正是按逆排列重排。
 
     ## 9. 想一想：为什么只旋转 q 和 k，不旋转 v？
 
     位置应该影响「看谁、看多少」（注意力权重由 q·k 决定），不该改变取回来的内容（v）。如果也旋转 v，
     同一个字在不同位置取回的内容就被转成了不同的向量，后面的层还得再把位置「转回去」。
+
+    这个错误**不会**破坏「带缓存 ≡ 一次算完」：每个 v 只按它自己那个固定的位置旋转，整段一起转和分段带偏移地转，得到的是同一批数。
+    它改变的是注意力取回的内容，所以结果和 Llama（只转 q、k）不同。先猜，再运行：
+    """),
+    code("""
+    v = torch.randn(B, H, L, head_dim)                                        # (B, H, L, D)
+    whole_v = apply_rotary(v, *rope(0, L))                                    # 整段一起旋转
+    pieces_v = [apply_rotary(v[:, :, :7], *rope(0, 7))] + [apply_rotary(v[:, :, t:t + 1], *rope(t, 1)) for t in range(7, L)]
+    weights = torch.randn(B, H, L, L).softmax(dim=-1)                         # 随便一组注意力权重
+    print("旋转了 v：整段一起转 = 先 7 个、再逐个带偏移地转:", torch.allclose(whole_v, torch.cat(pieces_v, dim=2), atol=1e-6))
+    print("旋转了 v：取回的内容 weights @ v 与不旋转时相同:", torch.allclose(weights @ whole_v, weights @ v, atol=1e-3))
+    """),
+    md("""
+    所以这个错误在 0.3 里不会表现为「缓存和不缓存不一致」，而是和参考答案、`LlamaAttention` 的输出对不上——0.3b 的自检会指出来。
 
     ## 常见错误
 
@@ -310,7 +377,7 @@ CELLS = [
     | 自检说位置从 1 开始 | `arange(1, T + 1)` | `arange(T)` |
     | 自检说忽略了 start | 带缓存时新 token 在位置 0 | `cos[start:start + length]` |
     | 自检说表进了 state_dict | 普通 `register_buffer` | `persistent=False` |
-    | 0.3 里 cache ≡ no cache 不成立 | 把 RoPE 也加到了 v 上 | 只旋转 q、k |
+    | 0.3b 自检说「RoPE 也加到了 v 上」：输出与参考答案、`LlamaAttention` 不同（cache ≡ no cache 却照样成立） | 把 RoPE 也加到了 v 上 | 只旋转 q、k |
 
     ## 小结
 

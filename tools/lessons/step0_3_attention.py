@@ -84,7 +84,22 @@ CELLS = [
     print(f"除以 √D 后 softmax 的最大权重: {(scores / math.sqrt(D)).softmax(-1).max().item():.3f}")
     """),
     md("""
-    不缩放，分数的尺度随 D 变大，softmax 几乎变成 one-hot（过尖），梯度也很小。
+    不缩放，分数的尺度随 D 变大，softmax 几乎变成 one-hot（过尖）。过尖的 softmax 对分数几乎不敏感：分数动一点，权重几乎不动，
+    反向传播时经过它的梯度也就很小。量一量：softmax 的输出对输入分数的导数是矩阵 diag(p) − p pᵀ（雅可比矩阵），
+    取它的大小（范数），看 1000 个随机 query（各对 8 个 key）的中位数：
+    """),
+    code("""
+    many = torch.randn(1000, 1, D) @ torch.randn(1000, D, 8)              # (1000, 1, 8)：不缩放的分数
+    for name, s in (("不缩放  ", many[:, 0]), ("除以 √D", many[:, 0] / math.sqrt(D))):
+        p = s.softmax(dim=-1)                                             # (1000, 8)
+        jacobian = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]     # (1000, 8, 8)：d 权重 / d 分数
+        print(f"{name}: 最大权重的中位数 {p.amax(dim=-1).median().item():.2f}，"
+              f"雅可比矩阵范数的中位数 {jacobian.flatten(1).norm(dim=1).median().item():.2f}")
+    """),
+    md("""
+    不缩放时，一半的 query 把 96% 以上的权重给了一个 key，经过 softmax 的梯度（0.07）只有缩放后（0.37）的五分之一左右：
+    这些位置几乎学不动。
+    除以 √D 把分数的方差拉回 1 左右，不管 D 多大都一样。
 
     ## 3. ✏️ 练习 0.3a：因果 mask 与 padding mask
 
@@ -98,7 +113,12 @@ CELLS = [
     要求：`causal_mask(seq_lengths, past_len, length)` 返回 bool 张量；`seq_lengths` 为 None 时形状 `(1, 1, L, P+L)`，
     否则 `(B, 1, L, P+L)`——第 1 维留给「头」，这样能和 `(B, H, L, P+L)` 的分数广播。
 
-    提示：`query_pos = torch.arange(____, ____)`，`key_pos = torch.arange(____)`，再用 `key_pos[None, :] ____ query_pos[:, None]`。
+    提示（先想清楚再写）：
+    - mask 的第 (i, j) 格只取决于两个数：第 i 个新 query 的**绝对位置**、第 j 个 key 的位置。先把这两组位置各写成一个一维张量；
+    - 用广播一次比出整张 `(L, P+L)` 的表，不要写循环：一个张量加一个长度为 1 的维变成「列」，另一个变成「行」；
+      对角线（自己看自己）要是 True，用哪个比较符？
+    - padding 那一条只看 key 的位置和这一行的 `seq_lengths[b]`，是一张 `(B, P+L)` 的表；要在哪里插入长度为 1 的维，
+      才能和因果那张表合成 `(B, 1, L, P+L)`？
     """),
     exercise(
         solution="""
@@ -265,14 +285,16 @@ CELLS = [
 
     def plot_heads(weights, title):
         labels = [token_tick(tokenizer.id_to_token[i], i) for i in ids[0].tolist()]
-        fig, axes = plt.subplots(1, H, figsize=(14, 3.6))
+        fig, axes = plt.subplots(1, H, figsize=(15, 4), layout="constrained")
         for head, ax in enumerate(axes):
-            ax.imshow(weights[head], cmap="Blues", vmin=0, vmax=1)
+            image = ax.imshow(weights[head], cmap="Blues", vmin=0, vmax=1)
             set_token_ticks(ax, labels, fontsize=7)
             ax.set_yticks(range(T), labels, fontsize=7)
+            ax.set_xlabel(zh_or_en("被看的 token（key）", "attended token (key)"), fontsize=8)
             ax.set_title(zh_or_en(f"头 {head}", f"head {head}"), fontsize=9)
+        axes[0].set_ylabel(zh_or_en("在看的 token（query）", "attending token (query)"), fontsize=8)
+        fig.colorbar(image, ax=axes, shrink=0.8, label=zh_or_en("注意力权重", "attention weight"))
         fig.suptitle(title)
-        fig.tight_layout()
         plt.show()
 
     with torch.no_grad():
@@ -285,6 +307,9 @@ CELLS = [
     md("""
     再把课程已经训练好的模型（第二步会训练它：它能背出这段短文）**第 0 层**的注意力权重装进你的模块，同一句话再画一次。
     `load_state_dict(strict=True)` 能成功，说明你的名字和课程的一样。
+
+    ⏳ 下一格第一次运行时（课程缓存里还没有训练好的模型），`course_model()` 要现场训练它（2 核 CPU 上约 12 秒，机器忙时更久），
+    然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook 直接读取，不到一秒。
     """),
     code("""
     from diy.classroom.course_model import course_model

@@ -102,14 +102,24 @@ CELLS = [
 
     经典的 Transformer MLP 是两个矩阵：`C → 4C → C`，中间过一个激活函数。Llama 的 SwiGLU 用**三个**矩阵：
     `gate_proj`、`up_proj` 把 `C` 变宽到 `F`，`gate` 那一路过 `silu`，与 `up` 那一路逐元素相乘，再由 `down_proj` 变回 `C`。
-    三个矩阵比两个多，所以把宽度从 4C 降到 8/3 · C，再向上取到 64 的倍数：256 → 682.7 → **704**。先猜：两种 MLP 的参数量差多少？
+    三个矩阵比两个多，所以把宽度从 4C 降到 8/3 · C：2 × C × 4C = 3 × C × (8/3 · C)，参数量正好一样。8/3 · C 一般不是整数，
+    还要向上取整到某个数的**倍数**：矩阵乘法在硬件上是按固定大小的块（tile）算的（NVIDIA 的《Matrix Multiplication Background》
+    指南专门讲这一点），宽度不是块大小的倍数时，最后一排块里只有一部分是有用的计算。
+
+    取多大的倍数是各家自己定的。Llama 的原始代码取 **256** 的倍数（`multiple_of=256`）：7B 模型 8/3 × 4096 = 10922.7 → 11008。
+    这门课取 **64** 的倍数：256 → 682.7 → **704**。对这个小模型，256 的倍数会是 768，比 8/3 · C 多出 12.5%；64 的倍数只多 3.1%。
+    先猜：两种 MLP 的参数量差多少？
     """),
     code("""
     raw = 8 * hidden_size / 3
     intermediate_size = 64 * math.ceil(int(raw) / 64)
     classic = 2 * hidden_size * 4 * hidden_size
     swiglu = 3 * hidden_size * intermediate_size
-    print(f"8/3 × {hidden_size} = {raw:.1f} → 向上取到 64 的倍数: {intermediate_size}")
+    print(f"8/3 × {hidden_size} = {raw:.1f} → 课程：向上取到 64 的倍数 {intermediate_size}"
+          f"（Llama 的 256 的倍数会是 {256 * math.ceil(int(raw) / 256)}）")
+    llama_7b = LlamaConfig()                                # transformers 的默认配置就是 Llama 7B 的形状
+    print(f"Llama 7B：8/3 × {llama_7b.hidden_size} = {8 * llama_7b.hidden_size / 3:.1f} → 256 的倍数 "
+          f"{256 * math.ceil(int(8 * llama_7b.hidden_size / 3) / 256)}；LlamaConfig() 的 intermediate_size = {llama_7b.intermediate_size}")
     print(f"经典 4 倍宽 MLP: 2 × {hidden_size} × {4 * hidden_size} = {classic:,} 个参数")
     print(f"SwiGLU:          3 × {hidden_size} × {intermediate_size} = {swiglu:,} 个参数（多 {swiglu / classic - 1:.1%}）")
     print("silu(x) = x · sigmoid(x)，例如 silu(-1), silu(0), silu(2) = "
@@ -163,7 +173,8 @@ CELLS = [
     2. `post_attention_layernorm` → `mlp` → dropout → 加回 x。
 
     **先归一化再进子层**（pre-norm），残差这条路（x 本身）从不归一化——这是深层网络训得稳的关键。
-    另一种写法 post-norm（先加残差、再归一化，原始 Transformer 那样）算出来的结果不同，也装不进 Llama 的权重。
+    另一种写法 post-norm（先加残差、再归一化，原始 Transformer 那样）用的是同样的四个子模块，名字和形状都一样，
+    所以 Llama 的权重 `strict=True` 照样装得进去——只是算出来的结果不同（练习之后验证）。名字只管「装得进」，不管「怎么用」。
 
     要求：`DIYDecoderLayer(hidden_size, num_heads, intermediate_size, dropout=0.0, eps=1e-6)`；子模块名字 `input_layernorm`、
     `self_attn`、`post_attention_layernorm`、`mlp`（与 `transformers` 相同）；残差分支的 dropout 用 `nn.Dropout`（只在 train 模式生效）；
@@ -205,6 +216,46 @@ CELLS = [
     check("""
     # 自检：运行后看 ✅ / ⏳ / ❌
     DIYDecoderLayer = check_decoder_layer(DIYDecoderLayer)
+    """),
+    md("""
+    **post-norm 装得进、算得不同。** 下面的 `PostNormLayer` 用同样的子模块，只把顺序换成「先加残差、再归一化」。
+    先猜：`strict=True` 装你的层的权重会报错吗？两者的输出一样吗？每个位置输出的 RMS 各是多少？
+    """),
+    code("""
+    class PostNormLayer(nn.Module):
+        \"\"\"post-norm：x = norm(x + attn(x))，再 x = norm(x + mlp(x))（eval 下看，不加 dropout）。\"\"\"
+
+        def __init__(self, hidden_size, num_heads, intermediate_size):
+            super().__init__()
+            self.input_layernorm = RMSNorm(hidden_size)
+            self.self_attn = DIYAttention(hidden_size, num_heads)
+            self.post_attention_layernorm = RMSNorm(hidden_size)
+            self.mlp = DIYMLP(hidden_size, intermediate_size)
+
+        def forward(self, x, cos, sin, mask, past_kv=None):
+            h, present = self.self_attn(x, cos, sin, mask, past_kv)
+            x = self.input_layernorm(x + h)
+            return self.post_attention_layernorm(x + self.mlp(x)), present
+
+
+    pre_layer = DIYDecoderLayer(hidden_size, num_heads, intermediate_size).eval()
+    post_layer = PostNormLayer(hidden_size, num_heads, intermediate_size).eval()
+    post_layer.load_state_dict(pre_layer.state_dict(), strict=True)             # 同样的名字和形状：装得进
+    x = torch.randn(2, 10, hidden_size) * 3                                    # RMS 约为 3 的输入
+    cos, sin = RotaryEmbedding(hidden_size // num_heads, max_seq_len)(0, 10)
+    with torch.no_grad():
+        pre_out = pre_layer(x, cos, sin, causal_mask(None, 0, 10))[0]
+        post_out = post_layer(x, cos, sin, causal_mask(None, 0, 10))[0]
+    print("post-norm 的层 strict=True 装进了 pre-norm 层的权重:", list(post_layer.state_dict()) == list(pre_layer.state_dict()))
+    print("同样的权重、同样的输入，输出相同:", torch.allclose(pre_out, post_out, atol=1e-4))
+    for name, out in (("pre-norm ", pre_out), ("post-norm", post_out)):
+        rms = out.pow(2).mean(dim=-1).sqrt()
+        print(f"{name} 输出每个位置的 RMS: {rms.min().item():.2f} … {rms.max().item():.2f}")
+    """),
+    md("""
+    post-norm 每层最后都归一化，输出的 RMS 总是 1；pre-norm 的残差这条路从不归一化，输出的尺度就是「输入 + 各子层输出」加出来的
+    （这里约为输入的 3，0.1 第 2 节还看到它随层数变大）。所以 pre-norm 的模型在所有层之后还需要一个 **final norm**：
+    把交给 `lm_head` 的向量拉回同一个尺度。下一个练习里它就是 `DIYModel` 的 `norm`。
     """),
     md("""
     ## 5. ✏️ 练习 0.4d：完整的 DIYModel

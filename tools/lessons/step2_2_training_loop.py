@@ -24,7 +24,6 @@ CELLS = [
     import math
 
     import matplotlib.pyplot as plt
-    import numpy as np
     import torch
     from matplotlib.ticker import MaxNLocator
 
@@ -42,7 +41,7 @@ CELLS = [
     from diy.classroom.checks import check_evaluate, check_train_loop, check_training_step
     from diy.classroom.course_runs import course_run
     from diy.data import eval_batch
-    from diy.plotting import plot_loss_curve, zh_or_en
+    from diy.plotting import add_perplexity_axis, plot_loss_curve, zh_or_en
     from diy.training import History, train
 
     tokenizer = CharTokenizer()
@@ -254,13 +253,27 @@ CELLS = [
     ## 6. 完整训练：70 步的 loss 曲线
 
     默认设置（`TrainConfig()`）：70 步、lr 3e-3、每步 8 个长 128 的窗口、每 10 步评估一次、`max_grad_norm=1.0`。
-    在 2 核 CPU 上要 15～20 秒。你的循环刚刚证明了和 `train` 一步不差，所以这里不再重跑：`course_run("clip")` 读取课程用**同一个配方**
-    （同样的种子、`TrainConfig()`、短文）跑好的记录——每一步的 loss、每次评估的 loss，还有每一步的梯度范数。
-    第一次调用时它现场训练，然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括 2.3）直接读取。
-    想亲手跑一遍：`history = train_loop(model, tokens, eval_ids, eval_labels, TrainConfig())`，结果和下面的一样。
+    在 2 核 CPU 上约 12 秒（机器忙时更久）。你的循环刚刚证明了和 `train` 一步不差，所以这里不再重跑：`course_run("clip")` 读取课程用**同一个配方**
+    跑好的记录——每一步的 loss、每次评估的 loss，还有每一步的梯度范数。
+    ⏳ 第一次调用时（课程缓存里还没有这份记录）它现场训练，然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括 2.3）直接读取。
+
+    「同一个配方」是指：`torch.manual_seed(TrainConfig().seed)` 之后紧接着新建模型（这决定初始参数和 dropout 的随机数），
+    再用 `TrainConfig()` 训练。想亲手跑一遍，就照这个顺序：
+
+    ```python
+    torch.manual_seed(TrainConfig().seed)
+    history = train_loop(DIYForCausalLM(DIYConfig()), tokens, eval_ids, eval_labels, TrainConfig())
+    ```
+
+    种子要设在**紧挨着**新建模型之前：中间每多抽一次全局随机数（比如上面几格新建过的模型），初始参数就不同了。
+    下一格先读记录，再用你的循环照这个顺序只跑前 3 步（省时间），和记录的前 3 步对照。
     """),
     code("""
     run = course_run("clip")
+    torch.manual_seed(TrainConfig().seed)
+    first_three = train_loop(DIYForCausalLM(DIYConfig()), tokens, eval_ids, eval_labels, TrainConfig(steps=3))
+    print("你的循环的前 3 步 = 记录的前 3 步（差 < 1e-4）:",
+          all(abs(a - b) < 1e-4 for a, b in zip(first_three.train_loss, run.history.train_loss[:3], strict=True)))
     history = run.history
     print(f"第 1 步的训练 loss ≈ {history.train_loss[0]:.1f}（ln 6400 = {math.log(6400):.2f}）")
     print("每次评估的 loss:", [round(x, 2) for x in history.eval_loss])
@@ -287,20 +300,19 @@ CELLS = [
     """),
     md("""
     画出来。纵轴用**对数刻度**：loss 从 8.8 降到 0.01，跨了近三个数量级，普通刻度下后半段会挤成一条贴着 0 的线。
-    灰色虚线是起点 ln 6400（「均匀瞎猜」的 loss，困惑度 6400），绿色点线是目标 0.05（困惑度 ≈ 1.05）；右边的纵轴把同一条曲线读成困惑度。
+    灰色虚线是起点 ln 6400（「均匀瞎猜」的 loss，困惑度 6400），绿色点线是目标 0.05（困惑度 ≈ 1.05）；右边的纵轴把同一条曲线读成困惑度：
+    它的每个刻度 p 都画在左边 loss = ln p 的高度上（`diy.plotting.add_perplexity_axis`；`tests/test_plotting.py` 逐个刻度检查这一点）。
     """),
     code("""
     fig = plot_loss_curve(history)
     ax = fig.axes[0]
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=10)
-    # 右边的纵轴：同一条曲线读成困惑度 e^loss（clip 只是避免极端值溢出）
-    perplexity_axis = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.clip(x, -50, 50)),
-                                                             lambda p: np.log(np.clip(p, 1e-300, None))))
-    perplexity_axis.set_yscale("log")
-    perplexity_axis.set_ylabel(zh_or_en("困惑度 e^loss（对数刻度）", "perplexity e^loss (log scale)"))
+    perplexity_axis = add_perplexity_axis(ax)              # 右边的纵轴：同一条曲线读成困惑度 e^loss
     fig.tight_layout()
     plt.show()
+    print("右轴的刻度（困惑度）:", [f"{p:g}" for p in perplexity_axis.get_yticks()])
+    print("对应的 loss = ln(困惑度):", [f"{math.log(p):.3f}" for p in perplexity_axis.get_yticks()])
     """),
     md("""
     训练 loss（蓝线）是每一步那个 batch 的 loss，开着 dropout，所以有毛刺；评估 loss（橙点）在整篇短文上、关着 dropout，更平滑，也更低。
@@ -311,7 +323,7 @@ CELLS = [
     它返回缩放**之前**的范数，课程的记录里存着每一步的这个值。
 
     **先猜一猜，再运行**：70 步里，梯度范数超过 1.0（也就是裁剪真的动手了）的步数有多少？不裁剪的话，70 步后评估 loss 还能低于 0.05 吗？
-    （`course_run("no_clip")` 是同一个配方、只去掉裁剪的记录；第一次调用时也要现场训练十几秒。）
+    （`course_run("no_clip")` 是同一个配方、只去掉裁剪的记录；⏳ 第一次调用时也要现场训练，和第 6 节的一样长。）
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
@@ -324,7 +336,7 @@ CELLS = [
     # 上一格的准确数字在不同的机器上可能差一点（范数正好在 1.0 附近的步），自动测试只比较这一格的结论
     print(f"前 3 步的梯度范数: {[round(n, 1) for n in run.grad_norm[:3]]}")
     print("有裁剪的运行里，超过 1.0 的步数在 1/4 到 3/4 之间:", 70 / 4 < clipped_steps < 70 * 3 / 4)
-    print("不裁剪，第 70 步的评估 loss 仍高于 0.05:", no_clip.history.eval_loss[-1] > 0.05)
+    print("不裁剪，第 70 步的评估 loss 仍是目标 0.05 的 3 倍以上:", no_clip.history.eval_loss[-1] > 3 * 0.05)
     """),
     code("""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -349,8 +361,8 @@ CELLS = [
     plt.show()
     """),
     md("""
-    裁剪不是「偶尔才起作用」的保险：这次训练里大约一半的步数它都动了手，开头几步的梯度范数是 6 左右。去掉它，70 步后评估 loss 还在 0.3 上下，
-    没有达到 0.05。
+    裁剪不是「偶尔才起作用」的保险：这次训练里 1/4 到 3/4 的步数它都动了手，开头几步的梯度范数是 6 左右。去掉它，70 步后评估 loss
+    还是目标 0.05 的 3 倍以上。
 
     为什么对 Adam 也有用？对 **SGD**，裁剪的作用很直接：一步走多远和梯度大小成正比，把梯度缩小就是把这一步缩短。
     **Adam** 不一样：它用梯度除以「梯度平方的滑动平均」的平方根，梯度整体大 10 倍，分子分母一起大 10 倍，一步还是约等于 lr——

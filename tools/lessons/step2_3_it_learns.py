@@ -112,7 +112,7 @@ CELLS = [
 
     `course_model()` 给出 2.2 第 6 节那次 70 步训练得到的模型：同样的种子、同样的 `TrainConfig()`、同样的短文，
     也就是你的 `train_loop` 用 `TrainConfig()` 会训练出来的模型（2.2 里它和 `train` 一步不差；这也是 `python -m diy.train` 默认做的事）。
-    第一次运行时它现场训练（2 核 CPU 上 15～20 秒），然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括第三步）直接读取，不到一秒。
+    ⏳ 第一次运行时（课程缓存里还没有它）它现场训练（2 核 CPU 上约 12 秒，机器忙时更久），然后存进缓存文件夹（`~/.cache/diy-llm`），之后的 notebook（包括第三步）直接读取，不到一秒。
     """),
     code("""
     model = course_model()
@@ -159,7 +159,9 @@ CELLS = [
     start = lr_curves[3e-3][0]
     print("lr=3e-5：25 步后还在 5 以上（降得很慢）:", lr_curves[3e-5][-1] > 5)
     print("lr=3e-3：25 步后低于 0.5:", lr_curves[3e-3][-1] < 0.5)
-    print("lr=0.3：中途冲到起点的 2 倍以上，25 步后仍高于起点:", max(lr_curves[3e-1]) > 2 * start, lr_curves[3e-1][-1] > start)
+    big = lr_curves[3e-1]
+    print("lr=0.3：前 10 步里冲到起点的 2 倍以上:", max(big[:10]) > 2 * start)
+    print("lr=0.3：之后往回落，但 25 步后仍高于起点:", big[-1] < max(big), big[-1] > start)
     print("lr=10：loss 冲到 1000 以上:", max(lr_curves[10.0]) > 1000)
     print("所有 loss 都是有限的数（没有 NaN / inf）:", all(math.isfinite(x) for losses in lr_curves.values() for x in losses))
     """),
@@ -185,7 +187,8 @@ CELLS = [
     md("""
     - **太小**（3e-5）：每一步只挪一点点，25 步后还在 5 以上，而 3e-3 已经低于 0.5——不是代码错了，只是太慢；
     - **刚好**（3e-3）：稳定、快速地下降；
-    - **太大**（3e-1）：每一步都冲过了头，loss 不降反升、剧烈震荡；lr = 10 时 loss 冲到几千。梯度裁剪也救不了：
+    - **太大**（3e-1）：每一步都冲过了头，loss 不降反升：前几步就冲到起点的两倍以上，之后才慢慢往回落，25 步后仍高于起点
+      （而 3e-3 已经低于 0.5）；lr = 10 时 loss 冲到 1000 以上。梯度裁剪也救不了：
       AdamW 每一步的步长大约就是 lr 本身，和梯度大小无关（2.2 第 7 节）。
     - **没有 NaN**：在这些运行里，loss 再大也还是有限的数（float32 最大能表示约 3.4e38）。NaN 要等到出现 inf − inf、0 / 0 这类运算才会冒出来，
       这里没有发生。`python -m diy.train` 仍然每一步都检查：loss 一旦不是有限的数，它就停下来，告诉你是哪个学习率、建议调小多少。
@@ -228,24 +231,36 @@ CELLS = [
     print("留出句子的 loss 先降后升，最后比最低点高出 2 以上:", run.held_out_loss[-1] > lowest + 2)
     print("最后比均匀瞎猜还差（高于 ln 6400）:", run.held_out_loss[-1] > math.log(6400))
     """),
+    md("""
+    画出来。左图是三条 loss，纵轴用对数刻度（loss 从约 9 降到 0.01）；在这样的刻度上，留出句子从 7.7 升到 10.9 只是一小段，
+    几乎看不出来。所以右图只画留出句子的 loss，用**普通刻度**：先降、后升，最后高过「均匀瞎猜」那条线。
+    """),
     code("""
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
     history = run.history
-    ax.plot(history.step, history.train_loss, linewidth=1, label=zh_or_en("训练 loss（每步的 batch）", "train loss"))
-    ax.plot(history.eval_step, history.eval_loss, "o-", label=zh_or_en("评估 loss（短文）", "eval loss (the passage)"))
-    ax.plot(history.eval_step, run.held_out_loss, "s-", label=zh_or_en("留出句子的 loss（没见过）", "held-out loss (unseen)"))
-    ax.axhline(math.log(6400), color="gray", linestyle="--", label=zh_or_en("均匀瞎猜 ln 6400", "uniform guess ln 6400"))
-    ax.set_yscale("log")
-    ax.set_xlabel(zh_or_en("步数", "step"))
-    ax.set_ylabel(zh_or_en("loss（对数刻度）", "loss (log scale)"))
-    ax.set_title(zh_or_en("背下来了，但没学会别的", "Memorised, not generalised"))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.tick_params(labelsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    unseen_label = zh_or_en("留出句子的 loss（没见过）", "held-out loss (unseen)")
+    guess_label = zh_or_en("均匀瞎猜 ln 6400", "uniform guess ln 6400")
+    left.plot(history.step, history.train_loss, linewidth=1, label=zh_or_en("训练 loss（每步的 batch）", "train loss"))
+    left.plot(history.eval_step, history.eval_loss, "o-", label=zh_or_en("评估 loss（短文）", "eval loss (the passage)"))
+    left.plot(history.eval_step, run.held_out_loss, "s-", color="C2", label=unseen_label)
+    left.set_yscale("log")
+    left.set_ylabel(zh_or_en("loss（对数刻度）", "loss (log scale)"))
+    left.set_title(zh_or_en("背下来了，但没学会别的", "Memorised, not generalised"))
+    right.plot(history.eval_step, run.held_out_loss, "s-", color="C2", label=unseen_label)
+    right.set_ylabel(zh_or_en("loss（普通刻度）", "loss (linear scale)"))
+    right.set_title(zh_or_en("只看留出的句子：先降后升", "Held-out only: down, then up"))
+    for ax in (left, right):
+        ax.axhline(math.log(6400), color="gray", linestyle="--", label=guess_label)
+        ax.set_xlabel(zh_or_en("步数", "step"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=10)
+    left.legend(fontsize=8, loc="lower left")
+    right.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
     plt.show()
     """),
     md("""
-    前十几步，留出句子的 loss 也在降：模型先学到了「哪些字常见、标点怎么用」这种对所有中文都成立的东西。之后短文的 loss 一路降到接近 0，
+    前 20 步，留出句子的 loss 也在降（8.0 → 7.7）：模型先学到了「哪些字常见、标点怎么用」这种对所有中文都成立的东西。之后短文的 loss 一路降到接近 0，
     留出句子的 loss 却掉头往上，最后比均匀瞎猜还差——模型对没见过的句子「自信地猜错」。这就是过拟合在曲线上的样子：
     训练集上越来越好，没见过的数据上越来越差。真正训练时，看到验证 loss 开始上升，就该停下来（或者换更多数据、更小的模型、更强的正则化）。
 

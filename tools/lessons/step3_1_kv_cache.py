@@ -14,7 +14,7 @@ CELLS = [
       位置 t 的 K/V 只取决于位置 ≤ t 的那些 token；
     - [ ] 说出缓存里每层存的是什么、形状 `(B, heads, 已有长度, head_dim)` 怎么随步数增长；为什么带缓存时不能再把整段送进去；
     - [ ] 从耗时图看出：不用缓存时每个新 token 越来越慢，用缓存时基本持平；说出上下文很长时随长度增长的是什么；
-    - [ ] 说出 `generate` 为什么不能像 2.3 的循环那样裁剪上下文、一直写下去。
+    - [ ] 说出 `generate` 为什么不像 2.3 的循环那样裁剪上下文、一直写下去：不是因为 RoPE 的位置，而是第 1 层起缓存里的 K/V 都「看过」被裁掉的 token。
     """),
     md("""
     ## 0. 准备：你在第二步训练的模型
@@ -131,19 +131,22 @@ CELLS = [
     - **逐个生成（decode 阶段）**：之后每一步只送**新 token** `(B, 1)`，同时把上一步的 `presents` 作为 `past_key_values` 传进去；
       模型算出新 token 的 k、v，接在缓存后面，新 token 的位置（RoPE）从缓存长度接着数。
 
-    **先猜一猜，再运行**：prefill 8 个 token 后，`presents` 有几项？每个 k 的形状是什么？再送一个新 token 呢？
+    **先猜一猜，再运行**：prefill 8 个 token 后，`presents` 有几项？每个 k 的形状是什么？再带着缓存送一个 token
+    （这里送短文的第 9 个字）呢？它的 logits 和把 9 个字整段送进去时最后一个位置的 logits 一样吗？
     """),
     code("""
+    ninth = torch.tensor([tokenizer.encode(passage[8])])                          # (1, 1) 短文的第 9 个字
     with torch.no_grad():
         logits, presents = model(prompt_ids, use_cache=True, is_training=False)
-        print("prefill:  logits", tuple(logits.shape), " presents 有", len(presents), "层，",
+        print("prefill:    logits", tuple(logits.shape), " presents 有", len(presents), "层，",
               "k", tuple(presents[0][0].shape), " v", tuple(presents[0][1].shape))
-        next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)                    # (1, 1)
-        logits, presents = model(next_id, past_key_values=presents, use_cache=True, is_training=False)
-        print("生成一步: logits", tuple(logits.shape), " k", tuple(presents[0][0].shape))
+        logits, presents = model(ninth, past_key_values=presents, use_cache=True, is_training=False)
+        print("带缓存送 1 个: logits", tuple(logits.shape), " k", tuple(presents[0][0].shape))
+        whole = model(torch.cat([prompt_ids, ninth], dim=1))                       # (1, 9, V) 不用缓存
+    print("与整段送进去时最后一个位置的 logits 相同:", torch.allclose(logits[:, -1], whole[:, -1], atol=1e-4))
     """),
     md("""
-    缓存长度从 8 变成 9；logits 只有新 token 这一个位置 `(1, 1, 6400)`。
+    缓存长度从 8 变成 9；logits 只有新送进去的这一个位置 `(1, 1, 6400)`，和不用缓存时整段的最后一个位置相同。
 
     ## 3. ✏️ 练习 3.1b：带缓存的贪心循环
 
@@ -155,12 +158,11 @@ CELLS = [
 
     **先猜一猜**：生成 `max_new_tokens = n` 个 token，你的循环一共调用模型几次？如果第二次调用又送了整段，缓存长度和位置会变成什么样？
 
-    可参考的代码片段（只作提示，空白处自己填）：
-    ```
-    logits, past = model(____, use_cache=True, is_training=False)     # prefill
-    ……
-        logits, past = model(____, past_key_values=____, use_cache=True, is_training=False)
-    ```
+    提示（先想清楚再写）：
+    - 第一个新 token 从哪次调用的哪个位置的 logits 里来？之后的每一个呢？
+    - 每一次调用之后，手里要留下哪两样东西，下一次调用才用得上？
+    - 返回的是「提示词 + 新 token」：新 token 要一边生成一边接到哪里？
+
     （3.3 会见到一种预先分配好的缓存 `diy.kv_cache.PreallocatedKV`，用它写这个循环也可以。）
     """),
     exercise(
@@ -283,21 +285,74 @@ CELLS = [
     ## 5. 为什么 `generate` 到 `max_seq_len` 就停
 
     2.3 的 `greedy_continue` 每一步只送最后 `max_seq_len` 个 token，可以一直写下去；3.3 的 `generate` 却拒绝「提示词 + 新 token」超过
-    `max_seq_len`。原因在缓存：缓存里的 key 已经按各自的位置旋转过（RoPE）。裁掉最前面的 token 之后，剩下的每个 token 位置都往前挪了一格，
-    它们的 key 都得按新位置重算——也就是每一步重算整段，等于不用缓存。看一眼同一个 token 在两个位置上的 key：
+    `max_seq_len`。两个原因：
+
+    1. **位置用完了**：RoPE 的 cos/sin 表只算到位置 `max_seq_len − 1`（0.2a 打印过：`rope.cos` 是 `(128, 64)`），
+       模型也只在这些位置上训练过。
+    2. **带缓存时不能「丢掉最前面的 token、接着写」**。常听到的理由是「缓存里的 key 按各自的位置旋转过，丢掉一个 token 后位置都变了，
+       要按新位置重算」——这**不是**原因。0.2 第 7 节说过，旋转后的点积只看 m − n：位置整体挪一格不改变任何分数；
+       真要让位置从 0 重新数起，也只是把每个缓存的 key 再转回一格（0.2 的 `apply_rotary`，一次乘法），用不着重算模型。
+       真正的原因是第 2 节那件事：从第 1 层起，缓存里每个 token 的 K/V 都是在**看得见它前面所有 token**（包括要丢掉的那个）时算出来的。
+       丢掉最前面的 token 之后，这些 K/V 里仍然带着它的信息，和「只看裁剪后的文字」时算出来的不一样。
+
+    做个实验：8 个字的提示词先 prefill，丢掉缓存里第 0 个 token 的 K/V，把留下的 key 转回一格（位置从 0 重新数），再送第 9 个字；
+    与不用缓存、直接把裁剪后的 8 个字（第 1…8 个）整段送进去比较最后一个位置的 logits。模型有两个：训练好的模型原样（2 层），
+    和只保留它第 0 层的 1 层模型（同样的词嵌入、第 0 层、最终 norm 和 `lm_head`）。**先猜一猜**：哪个相同？
     """),
     code("""
-    whole = keys_and_values(prompt_ids)                # 8 个 token，最后一个在位置 7
-    cropped = keys_and_values(prompt_ids[:, 1:])       # 去掉第一个：同一个 token 现在在位置 6
-    print("同一个 token 在位置 7 和位置 6 的 K 相同:", torch.allclose(whole[0][0][:, :, 7], cropped[0][0][:, :, 6], atol=1e-4))
+    # NBVAL_IGNORE_OUTPUT
+    # 准确的差在不同机器上不同（浮点误差），自动测试只比较下一格的结论
+    from diy import DIYConfig, DIYForCausalLM
+    from diy.backbone import supports
+    from diy.model import RotaryEmbedding, apply_rotary
+
+
+    def crop_then_continue(m, ids, next_id):
+        \"\"\"带缓存：丢掉第 0 个 token 的 K/V，留下的 key 转回一格，再只送 next_id；返回最后一个位置的 logits。\"\"\"
+        config = m.config
+        rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta)
+        with torch.no_grad():
+            _, past = m(ids, use_cache=True, is_training=False)
+            back = [(apply_rotary(k[:, :, 1:], rope.cos[1], -rope.sin[1]), v[:, :, 1:])   # 每个 key 反着转一个位置
+                    for k, v in past]
+            logits, _ = m(next_id, past_key_values=back, use_cache=True, is_training=False)
+        return logits[:, -1]
+
+
+    def cropped_without_cache(m, ids, next_id):
+        \"\"\"不用缓存：把裁剪后的整段（去掉第 0 个 token，接上 next_id）送进去；返回最后一个位置的 logits。\"\"\"
+        with torch.no_grad():
+            return m(torch.cat([ids[:, 1:], next_id], dim=1))[:, -1]
+
+
+    gaps = {}
+    if supports(model, "transformers"):  # 要 Llama 的模块名和 RoPE；你的骨干（DIY_BACKBONE）不是时跳过
+        one_layer = DIYForCausalLM(DIYConfig(num_layers=1)).eval()
+        one_layer.load_state_dict({name: w for name, w in model.state_dict().items()
+                                   if not name.startswith("model.layers.1.")})        # 词嵌入、第 0 层、norm、lm_head
+        for name, m in (("1 层", one_layer), ("2 层", model)):
+            gaps[name] = (crop_then_continue(m, prompt_ids, ninth) - cropped_without_cache(m, prompt_ids, ninth)).abs().max()
+            print(f"{name}：裁剪缓存接着写 vs 不用缓存，logits 最大差 {gaps[name]:.1e}")
+    """),
+    code("""
+    if gaps:
+        print("1 层：相同（差 < 1e-4，只是浮点误差）:", bool(gaps["1 层"] < 1e-4))
+        print("2 层：不同（差 > 1e-2）:", bool(gaps["2 层"] > 1e-2))
+    """),
+    md("""
+    1 层的模型里，每个 K/V 只取决于它自己那个 token 和位置，丢掉第 0 个 token、把位置转回一格，和从头算一样（差只是浮点误差）；
+    2 层的模型就不一样了——第 1 层缓存里的 K/V 还带着被丢掉的那个 token，差比浮点误差大得多。要得到正确的结果，
+    只能把裁剪后的整段重新算一遍，那就等于不用缓存。所以 `generate` 在计算之前就拒绝超过 `max_seq_len` 的长度，并说明原因：
+    """),
+    code("""
     try:
         model.generate(prompt_ids, max_new_tokens=model.config.max_seq_len)
     except DIYInputError as error:
         print("generate 拒绝了:", error.problem)
     """),
     md("""
-    所以 `generate` 和 transformers 一样，到 `max_seq_len` 就停下并说明原因；要写得更长，就用 2.3 那种每步裁剪、不带缓存的循环
-    （或者换一个 `max_seq_len` 更大的模型）。
+    要写得更长，就用 2.3 那种每步裁剪、不带缓存的循环（或者换一个 `max_seq_len` 更大的模型）。
+    transformers 的 `generate` 在这里做法不同：给了 `max_new_tokens` 时它并不拒绝，3.3 第 1 节会看到它做了什么。
 
     ## 小结
 
@@ -306,7 +361,7 @@ CELLS = [
     - 用因果性解释缓存为什么正确（第 1 层起 K/V 依赖整个前缀，但从不依赖后面的 token）；
     - 说出 `presents` / `past_key_values` 里存的是每层的 k、v，形状 `(B, heads, 已有长度, head_dim)`，每步长 1；为什么有了缓存就只能送新 token；
     - 从耗时图读出缓存为什么快，并说出长上下文里随长度增长的是什么（注意力读缓存的计算和缓存的内存）；
-    - 说出 `generate` 为什么不能裁剪上下文继续写。
+    - 说出 `generate` 为什么不能裁剪缓存继续写：RoPE 的位置不是障碍，第 1 层起的 K/V 带着被裁掉的 token 才是（1 层相同、2 层不同）。
 
     **下一节 3.2**：贪心总是选概率最大的那个；采样让输出有变化——温度、top-k、top-p 三个旋钮。
     """),

@@ -16,8 +16,9 @@ CELLS = [
     md("""
     ## 0. 准备：一个真实的下一个 token 分布
 
-    和 3.1 一样，`step3_model()` 用你在 2.3 存下的模型，没有就用课程模型。训练好的模型把整段短文背了下来，
-    在短文中间它几乎总是 99% 确定下一个字。要看到有意思的分布，选一个在短文里后面跟过**好几种**字的提示词：「灯」。
+    和 3.1 一样，`step3_model()` 用你在 2.3 存下的模型，没有就用课程模型。训练好的模型把整段短文背了下来：
+    在短文中间，它对下一个字通常非常确定——下面第二格数了一数：四分之三以上的位置，它给下一个字的最大概率超过 0.99。要看到有意思的分布，
+    选一个在短文里后面跟过**好几种**字的提示词：「灯」。
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
@@ -28,6 +29,7 @@ CELLS = [
     from diy.backbone import describe
     from diy.classroom.checks import check_sample_next_token, check_top_p
     from diy.classroom.course_model import step3_model
+    from diy.data import eval_batch
     from diy.generation import apply_top_k
     from diy.plotting import set_token_ticks, token_tick, zh_or_en
 
@@ -38,6 +40,12 @@ CELLS = [
     code("""
     tokenizer = CharTokenizer()
     passage = load_passage()
+    # 短文里的每个位置：模型给下一个字的最大概率（2.2 的评估 batch：每个「下一个字」算一次）
+    eval_ids, eval_labels = eval_batch(torch.tensor(tokenizer.encode(passage) + [tokenizer.eos_token_id]), seq_len=128)
+    with torch.no_grad():
+        confidence = model(eval_ids).softmax(dim=-1)[:, :-1].amax(dim=-1)[eval_labels[:, 1:] != -100]   # (N − 1,)
+    print(f"短文里的 {len(confidence)} 个位置：最大概率 > 0.99 的超过四分之三:", bool((confidence > 0.99).float().mean() > 0.75),
+          " > 0.9 的超过 95%:", bool((confidence > 0.9).float().mean() > 0.95))
     followers = sorted({passage[i + 1] for i, ch in enumerate(passage[:-1]) if ch == "灯"})
     print("短文里「灯」后面跟过:", " ".join(followers).replace("\\n", "⏎"))
     prompt_ids = torch.tensor([tokenizer.encode("灯")])  # (1, 1)
@@ -130,13 +138,12 @@ CELLS = [
 
     **先猜一猜**：概率从大到小是 0.4、0.3、0.2、0.1 时，`top_p = 0.75` 留下几个？`top_p = 0.5` 呢？`top_p = 1e-6` 呢？
 
-    可参考的代码片段（只作提示，空白处自己填）：
-    ```
-    sorted_probs, order = torch.sort(____.softmax(dim=-1), dim=-1, descending=True)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs     # 每个 token 之前已经累计了多少
-    remove_sorted = ____                                    # (B, V) bool，排序后的顺序
-    remove = remove_sorted.scatter(1, ____, remove_sorted)  # 放回词表顺序
-    ```
+    提示（先想清楚再写）：
+    - 按概率从大到小排好后，一个 token 留不留，取决于**哪一个**累计和：包括它自己的，还是排在它前面的那些？
+      用上面的 0.4、0.3、0.2、0.1 和 `top_p = 0.5` 试一试：哪种写法让跨过 0.5 的那个（0.3）留下、又自动保证第一个永远留下？
+    - `torch.sort` 除了排好的值，还返回每个值原来在词表里的下标：在排序后的顺序里算出「删谁」，再靠这些下标放回词表顺序
+      （`scatter`，或者等价的写法）；
+    - 「删」就是把分数设成 `-inf`，用不改动原张量的写法。
     """),
     exercise(
         solution="""

@@ -5,7 +5,7 @@ from tools.notebook_builder import check, code, exercise, md
 
 CELLS = [
     md("""
-    **目标**：把 3.1 和 3.2 的零件收进一个 `DIYForCausalLM.generate`。它的参数名和行为都和 Hugging Face `transformers` 一样，
+    **目标**：把 3.1 和 3.2 的零件收进一个 `DIYForCausalLM.generate`。它的参数名和行为都和 Hugging Face `transformers` 一样（只有长度上限不同，第 1 节会讲），
     以后换成真正的大模型，习惯可以直接带过去。然后你自己写一个小小的 `generate`，证明它和课程的逐 id 相同。
 
     **学完后你能自测**：
@@ -59,7 +59,47 @@ CELLS = [
     个位置的张量），每一步把新的 k、v 写到已有内容的后面，而不是像 3.1 那样用 `torch.cat` 把整个缓存复制一遍。
     数字完全一样，只是省掉了每步的复制（transformers 的 `StaticCache` 也是这个思路）。另外整个循环在
     `torch.inference_mode()` 里运行：和 `torch.no_grad()` 一样不求梯度，还省掉了 autograd 的全部记录，更快一些。
-    3.1 说过，它和 transformers 一样到 `max_seq_len` 就停（缓存里的 key 带着位置，不能裁剪上下文接着写）。
+
+    **长度上限是和 transformers 不一样的地方。** 「提示词 + `max_new_tokens`」超过 `max_seq_len` 时，课程的 `generate` 在计算之前就拒绝
+    （3.1 第 5 节：RoPE 的 cos/sin 表只算到位置 `max_seq_len − 1`；缓存也不能丢掉最前面的 token 接着写，因为第 1 层起的 K/V
+    都看过那个 token）。transformers 的 `generate`（这里装的是 5.24）给了 `max_new_tokens` 就照做：长度超过模型的
+    `max_position_embeddings` 也照样生成，只在日志里提醒一次（它的 RoPE 是按位置现算的，算得下去，只是模型没在那些位置上训练过）；
+    只有**不给** `max_new_tokens`、用默认的 `max_length` 时，它才把总长度截到 `max_position_embeddings`。
+    用一个 `max_position_embeddings=16` 的随机小 Llama 看一眼（它的提醒走 Python 的 `logging`，这里收进一个列表再打印）：
+    """),
+    code("""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # transformers 导入时关于进度条的提示，与课程无关
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            reminders.append(record.getMessage())
+
+
+    reminders = []
+    hf_log = logging.getLogger("transformers.generation.stopping_criteria")   # 长度提醒从这里发出
+    hf_log.addHandler(Collect())
+    hf_log.propagate = False                                                   # 不再打到 stderr
+    torch.manual_seed(0)
+    small_llama = LlamaForCausalLM(LlamaConfig(
+        vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=16, bos_token_id=None, eos_token_id=None)).eval()
+    start = torch.zeros(1, 8, dtype=torch.long)                                # 8 个 token 的提示词
+    longer = small_llama.generate(start, max_new_tokens=20, do_sample=False)
+    print("max_position_embeddings=16，提示词 8 + max_new_tokens 20 →", longer.shape[1], "个 token，没有报错")
+    print("日志里的提醒:", reminders)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                                        # 「没给 max_new_tokens」的 UserWarning
+        capped = small_llama.generate(start, do_sample=False)
+    print("不给 max_new_tokens（默认 max_length=20）→", capped.shape[1], "个 token：截到了 max_position_embeddings")
+    """),
+    md("""
+    课程选择在计算之前拒绝：它的 RoPE 表到 `max_seq_len` 就没有了，而且一个只在 128 个位置上训练过的小模型，
+    在更远的位置上写出什么都没有根据。
     """),
     code("""
     greedy = model.generate(prompt_ids, max_new_tokens=40)                 # 3.1 的贪心
