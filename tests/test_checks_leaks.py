@@ -577,3 +577,69 @@ def test_the_hint_no_longer_names_another_cause(capsys, answer):
     check, learner, _ = WRONG_CASES[answer]
     check(learner)
     assert NOT_SAID[answer] not in verdict(capsys)
+
+
+# ------------------------------------------------- odd values at the new parts of the checks
+
+class NormOddInHalf(_Norm):  # right in float32 and bfloat16, returns None in float16
+    def forward(self, x):
+        if x.dtype == torch.float16:
+            return None
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) \
+            * self.weight
+
+
+class RopeOddAfterTo(RopeAttributes):  # plain attributes, and a string once moved
+    def forward(self, start, length):
+        return "moved" if torch.get_default_dtype() != torch.float32 or length == 3 and \
+            start == 0 else super().forward(start, length)
+
+
+def layer_odd_in_train_mode():
+    base = layer_with()
+
+    class DIYDecoderLayer(base):
+        def forward(self, x, cos, sin, mask, past_kv=None):
+            return "x" if self.training else super().forward(x, cos, sin, mask, past_kv)
+
+    return DIYDecoderLayer
+
+
+def model_odd_cache():
+    base = model_with()
+
+    class DIYModel(base):
+        def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                    is_training=True):
+            out = super().forward(input_ids, seq_lengths, past_key_values, use_cache,
+                                  is_training)
+            return (out[0], [None]) if use_cache else out
+
+    return DIYModel
+
+
+def loop_feeding_a_list(model, tokens, eval_ids, eval_labels, config):
+    model(eval_ids.tolist())
+    return History()
+
+
+def top_p_odd_on_one_row(scores, top_p):
+    return [0.0] if scores.shape[0] == 1 else apply_top_p(scores, top_p)
+
+
+HOSTILE = {
+    "0.1 None in float16": (check_rms_norm, NormOddInHalf),
+    "0.2a a string after .to()": (check_rotary, RopeOddAfterTo),
+    "0.4c a string in train mode": (check_decoder_layer, layer_odd_in_train_mode()),
+    "0.4d presents of None": (check_diy_model, model_odd_cache()),
+    "2.2c a list fed to the model": (check_train_loop, loop_feeding_a_list),
+    "3.2a a list for the tie row": (check_top_p, top_p_odd_on_one_row),
+}
+
+
+@pytest.mark.parametrize("answer", HOSTILE)
+def test_odd_values_at_the_new_checks_get_a_verdict_not_an_exception(capsys, answer):
+    check, learner = HOSTILE[answer]
+    assert check(learner) is not learner
+    assert verdict(capsys).startswith("❌")

@@ -92,6 +92,7 @@ def check_mask_once(causal_mask, seq_lengths, past_len, length, H) -> None:
     B = 1 if seq_lengths is None else len(seq_lengths)
     lengths_before = None if seq_lengths is None else seq_lengths.clone()
     call = f"causal_mask({'None' if seq_lengths is None else seq_lengths.tolist()}, {past_len}, {length})"
+
     def diagnose(exc):
         if seq_lengths is not None and isinstance(exc, RuntimeError) and \
                 "must match the size of tensor" in str(exc):

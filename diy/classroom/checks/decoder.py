@@ -30,6 +30,7 @@ from .rope import (
     check_apply_rotary_alone,
     check_rotary_once,
     check_rotate_half,
+    check_tables_follow_to,
     reference_apply_rotary,
     reference_rotate_half,
 )
@@ -46,7 +47,8 @@ def check_backbone_parts(RMSNorm, RotaryEmbedding, rotate_half, apply_rotary, ca
     def body() -> str:
         for name, lesson, test in (
                 ("RMSNorm", "0.1", lambda: check_rms_norm_once(RMSNorm, 256)),
-                ("RotaryEmbedding", "0.2a", lambda: check_rotary_once(RotaryEmbedding, 64, 128, 10000.0)),
+                ("RotaryEmbedding", "0.2a", lambda: (check_rotary_once(RotaryEmbedding, 64, 128, 10000.0),
+                                                     check_tables_follow_to(RotaryEmbedding))),
                 ("rotate_half", "0.2b", lambda: check_rotate_half(rotate_half)),
                 ("apply_rotary", "0.2b", lambda: check_apply_rotary_alone(apply_rotary)),
                 ("causal_mask", "0.3a", lambda: [check_mask_once(causal_mask, *case, 3) for case in (

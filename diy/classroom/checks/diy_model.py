@@ -78,6 +78,11 @@ def _cached(out, n_layers):
     if not (isinstance(presents, list | tuple) and len(presents) == n_layers):
         raise Failed(f"presents 应是每层一个 (k, v)，共 {n_layers} 个，实际是 {describe_value(presents)}。",
                      "presents.append(present)：每层一个。")
+    for present in presents:
+        if not (isinstance(present, list | tuple) and len(present) == 2
+                and all(isinstance(t, torch.Tensor) for t in present)):
+            raise Failed(f"presents 里每层应是 (k, v) 两个张量，实际有 {describe_value(present)}。",
+                         "x, present = layer(x, cos, sin, mask, past_kv)；presents.append(present)。")
     return returned_tensor(hidden, "hidden_states"), presents
 
 
@@ -132,6 +137,7 @@ class LayerLog:
         """(problem, fix) for the call just made (L new tokens after past_len cached), or None."""
         heads = {getattr(layer.self_attn, "num_heads", self.H) for layer in self.model.layers
                  if hasattr(layer, "self_attn")}
+        heads = {h for h in heads if isinstance(h, int)}
         if heads - {self.H}:
             return (f"注意力的头数是 {sorted(heads - {self.H})[0]}，传给 DIYModel 的 num_heads 是 {self.H}：num_heads 写死了。",
                     "把构造函数的 num_heads 交给每一层：DIYDecoderLayer(hidden_size, num_heads, ...)；"

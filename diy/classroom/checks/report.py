@@ -102,9 +102,10 @@ def run_check(exercise: str, body: Callable[[], str], learner, reference):
 def one_thread():
     """Run a check on one torch thread, then give the notebook its thread count back.
 
-    A check runs many small ops on tiny models, where threads only cost: with torch's default
-    (a thread per core, as in a learner's kernel) a 3.3c check took > 30 s on a loaded 2-core
-    machine and ~0.1 s on one thread (benchmarks/bench_checks.py)."""
+    A check runs many small ops on tiny models, where threads only cost, the more so when the
+    cores are busy: with torch's default (a thread per core, as in a learner's kernel) on a
+    loaded 2-core machine a 3.3c check took 1.85 s, 0.4d 1.48 s, 3.1b 0.68 s, and on one thread
+    0.07, 0.21 and 0.03 s (benchmarks/bench_checks.py)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

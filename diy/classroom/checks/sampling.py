@@ -63,7 +63,7 @@ TIE_ROW = torch.tensor([[-200.0, 0.0, -200.0, 0.0, -200.0, -200.0, 0.0, -200.0, 
 TIE_CASES = ((0.5, 2), (0.75, 3))  # top_p, tokens kept
 TOP_P_HINTS = {
     "strict": ("累计概率恰好等于 p 时多留了一个 token：top-p 保留累计概率 ≥ p 的最小集合，"
-               "这里四个 token 各 1/4，p = 0.5 时两个正好够，应留 2 个。比较符号差了一个等号"
+               "这里四个 token 各 1/4，p = {p} 时 {n} 个正好够，应留 {n} 个。比较符号差了一个等号"
                "（> 与 ≥、< 与 ≤）。",
                "升序排序时删掉累计 ≤ 1 − p 的（含等于）；降序时保留「它之前的累计 < p」的（不含等于）。"),
     "probabilities": ("apply_top_p 返回的是概率（softmax 之后、删掉的设成 0），不是分数：0 也是一个分数，"
@@ -153,7 +153,8 @@ def check_tie(apply_top_p, top_p: float, count: int) -> None:
                      "softmax → 排序 → cumsum → 只删累计达到 p 之后的那些 → scatter 回词表顺序。")
     n = int(kept.sum())
     if n == count + 1:
-        raise Failed(*TOP_P_HINTS["strict"])
+        problem, fix = TOP_P_HINTS["strict"]
+        raise Failed(problem.format(p=top_p, n=count), fix)
     if n != count:
         raise Failed(f"四个 token 各 1/4（其余为 0）、top_p={top_p} 时留下了 {n} 个，应留 {count} 个"
                      "（累计概率 ≥ p 的最小集合）。",
