@@ -1,9 +1,10 @@
 """Issue 25 §3: the kinds of leak found when many realistic answers were fed to the self-checks.
 
 Every case is written as a learner would write it (its own code, not the checks' mistake
-variants): a wrong answer of each kind gets ❌ with a hint naming its real cause (the words
-asserted below, never the generic "按错误信息检查这一行"), and a correct answer the lesson
-permits gets ✅. CASES is also what benchmarks/… and the issue's before/after table read.
+variants): a wrong answer of each kind (WRONG, grouped by the issue's kinds) gets ❌ with a hint
+naming its real cause (the words asserted below, never the generic "按错误信息检查这一行"), a
+correct answer the lesson permits (CORRECT) gets ✅, and odd values met on the checks' new paths
+(HOSTILE) get ❌ without an exception.
 """
 
 from __future__ import annotations
