@@ -300,7 +300,7 @@ SAMPLER_MISTAKES = {
     "top-p before top-k": (sampler_with(top_p_first=True), "重新归一化"),
     "temperature 0 divides by zero": (sampler_with(zero_as_division=True), "temperature=0"),
     "top-k keeps one too many": (sampler_with(k_offset=1), "k 算多了"),
-    "top-k keeps one too few": (sampler_with(k_offset=-1), "top-k 多留或少留"),
+    "top-k keeps one too few": (sampler_with(k_offset=-1), "k − 1 个"),
     "top-k masks with 0": (sampler_with(mask_value=0.0), "−inf"),
     "top-k never maps sorted positions back": (sampler_with(top_k_by_position=True), "映射回"),
     "multinomial on logits": (sampler_with(on_logits=True), "multinomial"),
@@ -490,8 +490,8 @@ def test_my_generate_that_never_stops_early(capsys):
 
 def generate_without_cache(model, input_ids, max_new_tokens, pick, attention_mask=None,
                            eos_token_id=None, pad_token_id=0):
-    """Correct and slower: the whole sequence every step, through DIYForCausalLM.generate's
-    own mask handling; a finished row's padding written by a mask instead of torch.where."""
+    """Right ids, but the whole sequence every step: the lesson asks for prefill once, then
+    one token with the cache (3.1b); a finished row's padding written by a mask."""
     model.eval()
     ids, mask = input_ids, attention_mask
     finished = torch.zeros(ids.shape[0], dtype=torch.bool)
@@ -509,8 +509,9 @@ def generate_without_cache(model, input_ids, max_new_tokens, pick, attention_mas
     return ids
 
 
-def test_my_generate_alternative_passes(capsys):
-    passes(capsys, check_my_generate(generate_without_cache), generate_without_cache, "3.3c")
+def test_my_generate_without_the_cache_is_named(capsys):
+    assert_caught(capsys, check_my_generate(generate_without_cache), reference_my_generate,
+                  "3.3c", "prefill 一次")
 
 
 def test_reference_my_generate_equals_generate_id_for_id():

@@ -3,7 +3,9 @@ learner's DIYAttention (0.3b), against the course's attention and transformers' 
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 
 import torch
 from torch import nn
@@ -90,7 +92,16 @@ def check_mask_once(causal_mask, seq_lengths, past_len, length, H) -> None:
     B = 1 if seq_lengths is None else len(seq_lengths)
     lengths_before = None if seq_lengths is None else seq_lengths.clone()
     call = f"causal_mask({'None' if seq_lengths is None else seq_lengths.tolist()}, {past_len}, {length})"
-    mask = returned_tensor(call_learner(causal_mask, seq_lengths, past_len, length, name=call), call)
+
+    def diagnose(exc):
+        if seq_lengths is not None and isinstance(exc, RuntimeError) and \
+                "must match the size of tensor" in str(exc):
+            return ("seq_lengths 是 (B,)：直接和 (1, P+L) 的 key 位置比较，形状对不上（最后一维 P+L 对 B）。",
+                    "先变成一列 (B, 1)：key_pos[None, :] < seq_lengths[:, None]，得到 (B, P+L)。")
+        return None
+
+    mask = returned_tensor(call_learner(causal_mask, seq_lengths, past_len, length, name=call,
+                                        diagnose=diagnose), call)
     if seq_lengths is not None:
         require_unchanged(lengths_before, seq_lengths, "causal_mask")
     if mask.dtype != torch.bool:
@@ -251,16 +262,31 @@ def _build_attention(DIYAttention, C, H, p):
     return attn
 
 
+def _mentions(fn, pattern: str) -> bool:
+    """Whether ``fn``'s source (a notebook cell's too) matches ``pattern``."""
+    try:
+        return re.search(pattern, inspect.getsource(fn)) is not None
+    except (OSError, TypeError):
+        return False
+
+
 def _attn_call(attn, *args):
     def diagnose(exc):
         text = str(exc)
+        if isinstance(exc, RuntimeError) and "must match the size of tensor" in text and \
+                _mentions(type(attn).forward, r"\bk\.T\b"):
+            return ("k.T 在 4 维张量上把所有维度都倒过来了（(B, H, L, D) → (D, L, H, B)），不是只交换最后两维："
+                    "q @ k.T 的形状对不上。",
+                    "scores = q @ k.transpose(-2, -1)（或 k.mT）：只交换最后两维，(B, H, D, L)。")
         if isinstance(exc, TypeError) and "argument" in text:
             return (f"forward 的参数不对：{exc}。",
                     "forward(self, x, cos, sin, mask, past_kv=None)，返回 (输出, (k, v))。")
         if "view size is not compatible" in text:
             return ("对 transpose 之后（不连续）的张量调用了 .view()。",
                     "合并头时用 y.transpose(1, 2).reshape(B, L, C)（或 .contiguous().view）。")
-        if "Sizes of tensors must match" in text or "Expected size" in text:
+        cached = len(args) == 5 and args[4] is not None
+        if "Sizes of tensors must match" in text or "Expected size" in text or \
+                (cached and "must match the size of tensor" in text):
             return (f"带缓存时形状对不上（{text.splitlines()[0]}）：past_kv 没有和新的 k、v 正确拼接。",
                     "past_k、past_v 各 (B, H, P, D)：沿序列那一维拼，k = torch.cat((past_k, k), dim=2)，v 同理。")
         return None
@@ -346,11 +372,12 @@ def check_attention_once(DIYAttention, hidden_size, num_heads, dropout) -> None:
     if not close(y[:, :6], y2[:, :6], 1e-6):
         raise Failed("改第 6 个位置的输入，前面 0…5 的输出也变了：后面的 token 泄露给了前面。",
                      "在 softmax 之前用 mask 遮住未来的 key：scores.masked_fill(~mask, float(\"-inf\"))。")
-    # KV cache: prefill 7, then one token at a time
+    # KV cache: prefill 5, then a chunk of 3 (the mask's past_len offset matters only when a
+    # query sees past keys and later queries of its own chunk), then one token at a time
     past = None
     steps = []
     with torch.no_grad():
-        for start, end in ((0, 7), (7, 8), (8, 9), (9, 10)):
+        for start, end in ((0, 5), (5, 8), (8, 9), (9, 10)):
             c, s = rope(start, end - start)
             past_before = None if past is None else tuple(t.clone() for t in past)
             out, present = _attn_call(attn, x[:, start:end], c, s,
@@ -364,10 +391,17 @@ def check_attention_once(DIYAttention, hidden_size, num_heads, dropout) -> None:
                                  f"{tuple(t.shape)}，应为 {(B, H, end, D)}。",
                                  "present 是拼接之后的完整缓存：k = torch.cat((past_k, k), dim=2)，v 同理；"
                                  "return ..., (k, v)。")
+            if start == 5 and not close(out, y[:, 5:8], 1e-5) and \
+                    close(out[:, -1:], y[:, 7:8], 1e-5):
+                raise Failed("带缓存时一次输入几个 token（先 5 个、再 3 个）与一次算完不同：最后一个新 token 对了，"
+                             "前面的看到了它们之后的 token——有缓存时没有用传进来的 mask（只有一个新 token 时"
+                             "它能看所有 key，几个新 token 之间却仍要因果遮挡）。",
+                             "有没有 past_kv 都用传进来的 mask：scores.masked_fill(~mask, float(\"-inf\"))，"
+                             "mask 的形状是 (…, L, P+L)。")
             steps.append(out)
             past = present
     if not close(torch.cat(steps, dim=1), y, 1e-5):
-        raise Failed("prefill 7 个 token 再逐个输入（带缓存）与一次算完 10 个不同。",
+        raise Failed("prefill 5 个 token、再输入 3 个、再逐个输入（带缓存）与一次算完 10 个不同。",
                      "有 past_kv 时先旋转新的 k（cos/sin 已经带了偏移），再与 past_k 拼接；"
                      "v 同样拼接；mask 的列数是 P + L。")
     # right padding: no NaN, real positions unchanged

@@ -12,7 +12,7 @@ from ...errors import describe_value
 from ...generation import left_pad as reference_left_pad
 from ...generation import position_ids_from_mask as reference_position_ids
 from ...generation import sample_next_token
-from .calls import CallLog  # the same call recorder as 3.1b
+from .calls import CallLog, check_calls  # the same call recorder as 3.1b
 from .contract import (
     check_grad_mode,
     check_leaves_eval_mode,
@@ -44,14 +44,17 @@ def check_left_pad(left_pad):
 
     @guarded
     def body() -> str:
-        prompts = [torch.tensor([5, 6, 7]), torch.tensor([8]), torch.tensor([9, 10])]
+        # the longest prompt is not the first, and one prompt holds the pad id itself
+        prompts = [torch.tensor([8]), torch.tensor([5, 0, 7]), torch.tensor([9, 10])]
         originals = [p.clone() for p in prompts]
         with check_grad_mode("left_pad"):
-            result = call_learner(left_pad, prompts, 0, name="left_pad")
+            result = call_learner(left_pad, prompts, 0, name="left_pad", diagnose=diagnose_left_pad)
         for given, original in zip(prompts, originals, strict=True):
             check_unchanged(given, original, "left_pad", "提示词")
         input_ids, attention_mask = two_tensors(result, "left_pad")
         expected_ids, expected_mask = reference_left_pad(prompts, 0)
+        if tuple(input_ids.shape) == (3, 1):
+            raise Failed(*FIRST_WIDTH)
         if tuple(input_ids.shape) != (3, 3) or tuple(attention_mask.shape) != (3, 3):
             raise Failed(f"形状应都是 (3, 3)（3 条提示词、最长 3 个 token），实际 "
                          f"{tuple(input_ids.shape)} 和 {tuple(attention_mask.shape)}。",
@@ -59,7 +62,7 @@ def check_left_pad(left_pad):
         if input_ids.dtype != torch.long:
             raise Failed(f"input_ids 的 dtype 是 {input_ids.dtype}，应为 torch.long（token id 是整数）。",
                          "torch.full(..., dtype=torch.long)。")
-        right = torch.tensor([[5, 6, 7], [8, 0, 0], [9, 10, 0]])
+        right = torch.tensor([[8, 0, 0], [5, 0, 7], [9, 10, 0]])
         if torch.equal(input_ids, right):
             raise Failed("padding 放在了右边：新 token 是接在最右边的，右 padding 会让它接在 padding 后面，"
                          "而且每行最后一个位置不再是真实 token。",
@@ -73,6 +76,11 @@ def check_left_pad(left_pad):
         if torch.equal(attention_mask.long(), 1 - expected_mask):
             raise Failed("attention_mask 反了：1 表示真实 token，0 表示 padding（transformers 的约定）。",
                          "真实 token 的位置是 1，padding 是 0。")
+        if torch.equal(attention_mask.long(), (input_ids != 0).long()):
+            raise Failed("attention_mask 是从 input_ids != pad_token_id 推出来的：提示词里本身出现 "
+                         "pad_token_id 这个 id 时（这里第 1 条是 [5, 0, 7]，pad_token_id=0），真实的 token "
+                         "被当成了 padding。",
+                         "按每条提示词的长度填：attention_mask[row, width - len(p):] = 1，其余为 0。")
         if not torch.equal(attention_mask.long(), expected_mask):
             raise Failed(f"attention_mask 不对：得到 {attention_mask.tolist()}，应为 {expected_mask.tolist()}。",
                          "和 input_ids 同形状，真实 token 为 1、padding 为 0。")
@@ -83,6 +91,20 @@ def check_left_pad(left_pad):
         return "三条不同长度的提示词左 padding 成 (3, 3)（pad_token_id 为 0 和 99），attention_mask 的 1/0 正确。"
 
     return run_check("3.3a", body, left_pad, reference_left_pad)
+
+
+FIRST_WIDTH = ("宽度取的是第一条提示词的长度：第一条不一定最长（这里第一条只有 1 个 token，"
+               "最长的有 3 个）。",
+               "width = max(len(p) for p in prompts)：最长提示词的长度。")
+
+
+def diagnose_left_pad(exc: Exception):
+    """A row longer than the width (the width of the first prompt) fails when it is written."""
+    text = str(exc)
+    if "must match the existing size" in text or "expanded size" in text or \
+            "could not broadcast" in text or "does not match the broadcast shape" in text:
+        return FIRST_WIDTH
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +198,8 @@ def generate_variant(model, input_ids, max_new_tokens, pick, attention_mask=None
                      eos_token_id=None, pad_token_id=0, *, mistake):
     """reference_my_generate with one known mistake (for naming it)."""
     mask = None if mistake == "ignores_mask" else attention_mask
+    if mistake == "mask_from_ids":
+        mask = (input_ids != pad_token_id).long()
     if mistake in ("no_padding_after_eos", "stops_at_first_eos", "never_breaks"):
         out = reference_my_generate(model, input_ids, max_new_tokens, pick, mask)
         if mistake == "no_padding_after_eos":
@@ -193,6 +217,9 @@ def generate_variant(model, input_ids, max_new_tokens, pick, attention_mask=None
 
 
 GENERATE_HINTS = {
+    "mask_from_ids": ("attention_mask 是从 input_ids != pad_token_id 自己算出来的：提示词里本身有 pad_token_id "
+                      "这个 id 时（这里第 0 条提示词 [7, 0, 9, 10] 里有 0），真实的 token 被当成了 padding。",
+                      "用传进来的 attention_mask（没有就是 None），每接一个新 token 在它右边接一列 1。"),
     "ignores_mask": ("左 padding 的 batch 结果不对：attention_mask 没有传给模型，真实 token 看到了 padding"
                      "（padding 被当成了提示词的一部分）。",
                      "prefill 和之后每一步都传 attention_mask=mask；每步 mask = torch.cat([mask, 一列 1], dim=1)。"),
@@ -215,6 +242,8 @@ def diagnose_generate(exc: Exception):
     if "Tensors must have same number of dimensions" in text:
         return ("拼接时维数对不上：pick 返回的是 (B,)，要先变成 (B, 1) 才能接到 (B, L) 后面。",
                 "torch.cat([ids, next_id[:, None]], dim=1)。")
+    if "1 之后又是 0" in text:  # the masks the check hands over are all left padding
+        return GENERATE_HINTS["mask_from_ids"]
     return None
 
 
@@ -241,7 +270,8 @@ def check_my_generate(my_generate):
     def body() -> str:
         torch.manual_seed(0)
         model = DIYForCausalLM(GENERATE_CONFIG)
-        prompts = [torch.tensor([7, 8, 9, 10]), torch.tensor([11, 12]), torch.tensor([13, 14, 15])]
+        # row 0 (the longest) holds the pad id 0 as a real token
+        prompts = [torch.tensor([7, 0, 9, 10]), torch.tensor([11, 12]), torch.tensor([13, 14, 15])]
         padded, mask = reference_left_pad(prompts, 0)
         two, eos = eos_cases(model, torch.Generator().manual_seed(3))
         cases = [  # what, input_ids, max_new_tokens, pick, attention_mask, eos_token_id
@@ -273,9 +303,7 @@ def check_my_generate(my_generate):
                                        diagnose=diagnose_generate)
             finally:
                 log.remove()
-            if any(call.training for call in log.calls):
-                raise Failed("生成时模型在 train 模式：dropout 开着，结果是随机的。",
-                             "函数开头调用 model.eval()。")
+            check_calls(log.calls, "my_generate")  # eval mode; prefill once, then one token a call
             if what.startswith("采样"):
                 pick = lambda s, g=again: sample_next_token(s, 1.5, 5, None, g)  # noqa: E731
             expected = reference_my_generate(model, input_ids, new, pick, attention_mask, eos_id)
@@ -295,13 +323,16 @@ def check_my_generate(my_generate):
                                            attention_mask=attention_mask, eos_token_id=eos_id,
                                            pad_token_id=0, diagnose=diagnose_generate)
                 continue
-            for mistake in GENERATE_HINTS:
-                if (mistake == "ignores_mask") == (attention_mask is not None) and \
-                        (mistake == "ignores_mask" or eos_id is not None):
-                    variant = generate_variant(model, input_ids, new, pick, attention_mask,
-                                               eos_id, 0, mistake=mistake)
-                    if torch.equal(out, variant):
-                        raise Failed(*GENERATE_HINTS[mistake])
+            mistakes = ["ignores_mask"] if attention_mask is not None else []
+            if bool((input_ids == 0).any()):
+                mistakes.append("mask_from_ids")
+            if eos_id is not None:
+                mistakes += ["no_padding_after_eos", "stops_at_first_eos", "never_breaks"]
+            for mistake in mistakes:
+                variant = generate_variant(model, input_ids, new, pick, attention_mask, eos_id, 0,
+                                           mistake=mistake)
+                if torch.equal(out, variant):
+                    raise Failed(*GENERATE_HINTS[mistake])
             raise Failed(f"{what}：生成的 id 与参考不一致（形状 {tuple(out.shape)}，应为 {tuple(expected.shape)}）。",
                          "prefill 一次 → 每步 pick(logits[:, -1, :]) → 结束的行接 pad → 接到末尾 → "
                          "只送新 token、past_key_values 和变长的 attention_mask；全部结束就 break。")

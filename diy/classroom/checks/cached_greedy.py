@@ -12,14 +12,14 @@ import torch
 from ...causal_lm import DIYForCausalLM
 from ...config import DIYConfig
 from ...errors import DIYInputError, describe_value
-from .calls import Call, CallLog
+from .calls import CallLog, check_calls
 from .contract import (
     check_grad_mode,
     check_leaves_eval_mode,
     guarded,
     is_long_tensor,
 )
-from .greedy import check_greedy_loop, reference_greedy_continue
+from .greedy import check_greedy_loop, diagnose_new_token, reference_greedy_continue
 from .report import Failed, call_learner, run_check
 
 __all__ = ["check_greedy_no_cache", "check_greedy_with_cache"]
@@ -43,7 +43,7 @@ def diagnose_no_cache(exc: Exception):
         return ("送进模型的序列超过了 max_seq_len：这一节的长度本来放得下（不需要裁剪），"
                 "说明每一步接上的不止一个 token（例如对所有位置 argmax 得到 (B, L)，整个接了上去）。",
                 "每一步只取最后一个位置：logits[:, -1, :].argmax(dim=-1, keepdim=True)，形状 (B, 1)。")
-    return None
+    return diagnose_new_token(exc)
 
 
 def check_greedy_no_cache(greedy_no_cache):
@@ -82,7 +82,7 @@ def diagnose_cached(exc: Exception):
     if "cannot unpack" in text or "too many values to unpack" in text:
         return ("use_cache=True 时模型返回 (logits, presents) 两个值。",
                 "logits, past = model(ids, use_cache=True, is_training=False)。")
-    return None
+    return diagnose_new_token(exc)
 
 
 def check_greedy_with_cache(greedy_with_cache):
@@ -103,7 +103,7 @@ def check_greedy_with_cache(greedy_with_cache):
                                        name="greedy_with_cache", diagnose=diagnose_cached)
             finally:
                 log.remove()
-            check_calls(log.calls, length)
+            check_calls(log.calls)
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, length + new):
                 raise Failed(f"输出应是 {(batch, length + new)} 的张量，实际是 {describe_value(out)}。",
                              "把每个新 token 接到 input_ids 后面，返回整段。")
@@ -122,32 +122,3 @@ def check_greedy_with_cache(greedy_with_cache):
                 "结果与不用缓存时逐 id 相同（batch 1 与 2），返回 long。")
 
     return run_check("3.1b", body, greedy_with_cache, reference_greedy_with_cache)
-
-
-def check_calls(calls: list[Call], length: int) -> None:
-    """What the model was given, call by call: prefill once, then one new token with a cache
-    that grows by one each step."""
-    if not calls:
-        raise Failed("greedy_with_cache 没有调用模型。", "先 prefill：model(input_ids, use_cache=True, "
-                     "is_training=False)。")
-    if any(call.training for call in calls):
-        raise Failed("生成时模型在 train 模式：dropout 开着，结果是随机的。",
-                     "函数开头调用 model.eval()。")
-    if not all(call.use_cache and not call.is_training for call in calls):
-        raise Failed("有的调用没有用缓存（use_cache=True, is_training=False）：拿不到 presents。",
-                     "每次都调用 model(ids, past_key_values=past, use_cache=True, is_training=False)。")
-    later = calls[1:]
-    if later and all(call.cached == 0 for call in later):
-        if all(call.new == 1 for call in later):
-            raise Failed("prefill 之后只送了新 token，却没有把 past_key_values 传进去："
-                         "模型只看到一个 token，前面的内容全忘了。",
-                         "把上一步返回的 presents 作为 past_key_values 传回去。")
-        raise Failed("每一步都重新送整段、没有用缓存：这就是 3.1a 的无缓存循环。",
-                     "prefill 一次，之后每一步只送新 token，并传入 past_key_values。")
-    if any(call.new is not None and call.new > 1 for call in later if call.cached):
-        raise Failed("带着 past_key_values 又把整段送了一遍：缓存里的 key/value 和位置都重复了。",
-                     "有了缓存之后，每一步只送新 token：形状 (B, 1)。")
-    lengths = [call.cached for call in later]
-    if lengths and lengths != list(range(length, length + len(later))):
-        raise Failed(f"缓存没有随步数增长（各步的缓存长度 {lengths}）：一直传的是 prefill 时的那份。",
-                     "每一步都用这一步返回的 presents 替换 past：logits, past = model(...)。")

@@ -30,6 +30,7 @@ from .rope import (
     check_apply_rotary_alone,
     check_rotary_once,
     check_rotate_half,
+    check_tables_follow_to,
     reference_apply_rotary,
     reference_rotate_half,
 )
@@ -46,7 +47,8 @@ def check_backbone_parts(RMSNorm, RotaryEmbedding, rotate_half, apply_rotary, ca
     def body() -> str:
         for name, lesson, test in (
                 ("RMSNorm", "0.1", lambda: check_rms_norm_once(RMSNorm, 256)),
-                ("RotaryEmbedding", "0.2a", lambda: check_rotary_once(RotaryEmbedding, 64, 128, 10000.0)),
+                ("RotaryEmbedding", "0.2a", lambda: (check_rotary_once(RotaryEmbedding, 64, 128, 10000.0),
+                                                     check_tables_follow_to(RotaryEmbedding))),
                 ("rotate_half", "0.2b", lambda: check_rotate_half(rotate_half)),
                 ("apply_rotary", "0.2b", lambda: check_apply_rotary_alone(apply_rotary)),
                 ("causal_mask", "0.3a", lambda: [check_mask_once(causal_mask, *case, 3) for case in (
@@ -297,5 +299,30 @@ def _check_layer_once(DIYDecoderLayer, C, H, F_, p):
         layer.eval()
         if torch.equal(a, b):
             raise Failed(f"train() 时 dropout={p} 没有起作用。", "残差分支上加 nn.Dropout(dropout)。")
+        _check_residual_dropout(layer, ref, call, (x, cos, sin, mask), p)
+
+
+def _check_residual_dropout(layer, ref, call, args, p) -> None:
+    """Each residual branch's dropout, one at a time. Two train-mode outputs differ as soon as
+    any dropout is on (the attention's own is enough), so each branch is isolated: the other
+    branch's output projection set to 0 (its residual adds nothing) and the attention's own
+    dropout off (self_attn.eval()); what still varies between two calls is that branch's."""
+    state = {name: t.clone() for name, t in ref.state_dict().items()}
+    for branch, silenced in (("注意力", "mlp.down_proj.weight"), ("MLP", "self_attn.o_proj.weight")):
+        weights = dict(state)
+        weights[silenced] = torch.zeros_like(state[silenced])
+        layer.load_state_dict(weights, strict=True)
+        layer.train()
+        layer.self_attn.eval()  # the attention's own dropout off
+        with torch.no_grad():
+            a, _ = call(*args)
+            b, _ = call(*args)
+        layer.eval()
+        if torch.equal(a, b):
+            raise Failed(f"{branch}那条残差分支上没有 dropout：train() 时只有注意力内部的 dropout 在起作用"
+                         f"（两次输出不同只是因为它）。关掉它、只留{branch}分支时，两次输出完全相同。",
+                         f"x = x + self.dropout({'h' if branch == '注意力' else 'self.mlp(...)'})："
+                         "两个残差分支都过 nn.Dropout(dropout)（或 F.dropout(..., training=self.training)）。")
+    layer.load_state_dict(state, strict=True)
 
 

@@ -54,17 +54,27 @@ HINTS = {
 }
 
 
+def diagnose_new_token(exc: Exception):
+    """The new token's shape, in every greedy loop (2.3, 3.1a, 3.1b)."""
+    text = str(exc)
+    if "Tensors must have same number of dimensions: got 2 and 1" in text:
+        return ("新 token 是 (B,)，接不到 (B, L) 的 input_ids 后面：argmax(dim=-1) 少了 keepdim=True，"
+                "把最后一维去掉了。",
+                "next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)（形状 (B, 1)），"
+                "再 torch.cat([input_ids, next_id], dim=1)。")
+    if "Tensors must have same number of dimensions" in text or "Sizes of tensors must match" in text:
+        return ("拼接时形状对不上：新 token 应是 (B, 1)，才能沿 dim=1 接到 (B, L) 后面。",
+                "next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)，"
+                "再 torch.cat([input_ids, next_id], dim=1)。")
+    return None
+
+
 def diagnose_greedy(exc: Exception):
     if isinstance(exc, DIYInputError) and "max_seq_len" in str(exc):
         return ("送进模型的序列超过了它的 max_seq_len：没有截断，或者截断的长度写死了"
                 "（自检用的小模型 max_seq_len 只有 12，写死 128 也会超）。",
                 "每一步只送最后 max_seq_len 个 token：input_ids[:, -model.config.max_seq_len:]。")
-    if "Tensors must have same number of dimensions" in str(exc) or \
-            "Sizes of tensors must match" in str(exc):
-        return ("拼接时形状对不上：新 token 应是 (B, 1)，才能沿 dim=1 接到 (B, L) 后面。",
-                "next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)，"
-                "再 torch.cat([input_ids, next_id], dim=1)。")
-    return None
+    return diagnose_new_token(exc)
 
 
 def check_greedy_continue(greedy_continue):

@@ -123,6 +123,52 @@ def _build_rms_norm(RMSNorm, size: int):
     return norm
 
 
+KEEPDIM = ("均方的形状和 x 对不上：mean(dim=-1) 少了 keepdim=True，把最后一维去掉了，(…, C) 的 x "
+           "不能再和它逐行相乘。",
+           "ms = x.pow(2).mean(dim=-1, keepdim=True)：形状 (…, 1)，每个位置一个均方，自动广播到 C 列。")
+NO_UPCAST = ("在输入的 dtype 里直接算了均方（没有先转 float32）：float16 的 x 里有 300 这样的数时，"
+             "x² = 90000 超过了 float16 的上限 65504，变成 inf，整行输出成了 0（Llama 先转 float32 正是为此）。",
+             "先 x32 = x.float()，在 float32 里算均方和 rsqrt，算完 .to(x.dtype) 转回输入的 dtype，"
+             "再乘 self.weight。")
+NOT_CAST_BACK = ("{dtype} 的输入、{dtype} 的 weight 得到了 {got} 的输出：在 float32 里算完没有转回输入的 dtype。",
+                 "算完 normed.to(x.dtype) 转回，再乘 self.weight（整个模型都是 {dtype} 时，输出也应是 {dtype}）。")
+
+
+def _forward(norm, inputs):
+    def diagnose(exc):
+        if isinstance(exc, RuntimeError) and "must match the size of tensor" in str(exc):
+            return KEEPDIM
+        return None
+
+    return returned_tensor(call_learner(norm, inputs, name="RMSNorm.forward", diagnose=diagnose),
+                           "RMSNorm.forward")
+
+
+def _check_low_precision(norm, llama, size: int, g: torch.Generator) -> None:
+    """The whole module in bfloat16, then in float16 (weight and input alike, as a model run
+    in that dtype): the output keeps the dtype and matches LlamaRMSNorm, which computes in
+    float32. The float16 input holds values whose squares overflow float16 (> 65504): computed
+    in the input dtype, the mean square is inf. (In bfloat16 a tolerance cannot separate the
+    two: torch.nn.RMSNorm rounds once where Llama rounds twice, and differs from it as much as a
+    bfloat16 computation does on ordinary values; measured.)"""
+    x = torch.randn(2, 5, size, generator=g)
+    for dtype, inputs in ((torch.bfloat16, (x * 3 + 1.5).to(torch.bfloat16)),
+                          (torch.float16, (x * 300).to(torch.float16))):
+        norm.to(dtype)
+        llama.to(dtype)
+        out = _forward(norm, inputs)
+        if out.dtype == torch.float32:
+            name = str(dtype).removeprefix("torch.")
+            raise Failed(NOT_CAST_BACK[0].format(dtype=name, got="float32"),
+                         NOT_CAST_BACK[1].format(dtype=name))
+        if out.dtype != dtype or not torch.allclose(out.float(), llama(inputs).float(),
+                                                    atol=2e-2, rtol=1e-2):
+            if dtype == torch.float16 or not torch.isfinite(out).all():
+                raise Failed(*NO_UPCAST)
+            raise Failed(f"{dtype} 的输入和 weight 得到了 {out.dtype} 的输出，或数值与 LlamaRMSNorm 差得太多。",
+                         "先 x.float() 在 float32 里算，算完 .to(x.dtype) 转回输入的 dtype，再乘 weight。")
+
+
 def check_rms_norm_once(RMSNorm, size: int) -> None:
     norm = _build_rms_norm(RMSNorm, size)
     llama = llama_modules().LlamaRMSNorm(size, eps=EPS)
@@ -137,7 +183,7 @@ def check_rms_norm_once(RMSNorm, size: int) -> None:
     zeros = torch.zeros(2, 3, size)
     for inputs in (x, tiny):
         before = inputs.clone()
-        out = returned_tensor(call_learner(norm, inputs, name="RMSNorm.forward"), "RMSNorm.forward")
+        out = _forward(norm, inputs)
         require_unchanged(before, inputs, "RMSNorm.forward")
         require_shape(out, inputs.shape, "输出", "RMSNorm 不改变形状：每个位置各自归一化，沿最后一维。")
         if out.dtype != torch.float32:
@@ -153,20 +199,21 @@ def check_rms_norm_once(RMSNorm, size: int) -> None:
             raise Failed("输出与 torch.nn.RMSNorm(eps=1e-6) 和 LlamaRMSNorm 都不同。",
                          "x / sqrt(mean(x², dim=-1) + eps) * weight：先转 float32，沿最后一维求均方，"
                          "乘 torch.rsqrt(ms + self.eps)，转回输入的 dtype，再乘 self.weight。")
-    out = returned_tensor(call_learner(norm, zeros, name="RMSNorm.forward"), "RMSNorm.forward")
+    out = _forward(norm, zeros)
     if not torch.isfinite(out).all():
         raise Failed(*RMS_HINTS["no_eps"])
-    half = x.to(torch.bfloat16)
-    with warnings.catch_warnings():  # torch.nn.RMSNorm warns about bf16 input, float32 weight
-        warnings.simplefilter("ignore")
-        out = returned_tensor(call_learner(norm, half, name="RMSNorm.forward"), "RMSNorm.forward")
-    if out.dtype not in (torch.bfloat16, torch.float32) or not close(out, llama(half), 5e-2):
-        raise Failed(f"bfloat16 的输入得到了 {out.dtype} 的输出，或数值与 LlamaRMSNorm 差得太多。",
-                     "先 x.float() 在 float32 里算，算完 .to(x.dtype) 转回输入的 dtype，再乘 weight。")
     with torch.enable_grad():
         call_learner(norm, x, name="RMSNorm.forward").float().sum().backward()
     if norm.weight.grad is None:
         raise Failed("weight 没有得到梯度：forward 里没有用 self.weight，或用 .detach() 切断了它。",
                      "forward 的最后乘 self.weight。")
+    half = x.to(torch.bfloat16)  # the lesson's case: bfloat16 activations, float32 weight
+    with warnings.catch_warnings():  # torch.nn.RMSNorm warns about bf16 input, float32 weight
+        warnings.simplefilter("ignore")
+        out = _forward(norm, half)
+    if out.dtype not in (torch.bfloat16, torch.float32) or not close(out, llama(half), 5e-2):
+        raise Failed(f"bfloat16 的输入得到了 {out.dtype} 的输出，或数值与 LlamaRMSNorm 差得太多。",
+                     "先 x.float() 在 float32 里算，算完 .to(x.dtype) 转回输入的 dtype，再乘 weight。")
+    _check_low_precision(norm, llama, size, g)
 
 

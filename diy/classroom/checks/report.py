@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import linecache
 import os
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -78,7 +80,7 @@ def run_check(exercise: str, body: Callable[[], str], learner, reference):
     unexpected while inspecting what the learner's code returned becomes a ❌ with a hint.
     """
     grad_enabled = torch.is_grad_enabled()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), one_thread():
         try:
             result = CheckResult(exercise, PASS, body())
         except Todo as todo:
@@ -94,6 +96,22 @@ def run_check(exercise: str, body: Callable[[], str], learner, reference):
             torch.set_grad_enabled(grad_enabled)
     report(result)
     return learner if result.passed else reference
+
+
+@contextmanager
+def one_thread():
+    """Run a check on one torch thread, then give the notebook its thread count back.
+
+    A check runs many small ops on tiny models, where threads only cost, the more so when the
+    cores are busy: with torch's default (a thread per core, as in a learner's kernel) on a
+    loaded 2-core machine a 3.3c check took 1.85 s, 0.4d 1.48 s, 3.1b 0.68 s, and on one thread
+    0.07, 0.21 and 0.03 s (benchmarks/bench_checks.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def report(result: CheckResult) -> None:
@@ -163,6 +181,17 @@ def common_hint(exc: Exception):
     return None
 
 
+def failing_line(exc: BaseException) -> str:
+    """The source line where ``exc`` was raised, stripped ("" when unknown): what tells apart
+    two slips that torch reports with the same message."""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None:
+        return ""
+    return linecache.getline(last.tb_frame.f_code.co_filename, last.tb_lineno).strip()
+
+
 def _randint_args(text: str) -> str:
     """The argument types torch reports for a failed randint call: "(int, int, int)"."""
     start = text.find("got (")
@@ -196,12 +225,25 @@ SLIPS = [
         in text,
      ("给模型传了 labels=：课程的模型只算 logits，不像 transformers 那样顺便算 loss。",
       "logits = model(input_ids)，再 loss = causal_lm_loss(logits, labels)。")),
+    (lambda exc, text: isinstance(exc, TypeError) and "only integer tensors of a single element "
+        "can be converted to an index" in text and "tensor(" not in failing_line(exc),
+     ("用浮点数张量当了下标或切片的位置（例如 tokens[s:s + n] 里的 s 是 torch.rand 算出来的浮点数）："
+      "下标必须是整数。",
+      "位置用整数：torch.randint(...) 给出的就是 long；浮点数的位置先 .long()（或 int(...)）。")),
     (lambda exc, text: isinstance(exc, (TypeError, ValueError, RuntimeError)) and (
         "only integer tensors of a single element can be converted to an index" in text
         or "only one element tensors can be converted to Python scalars" in text),
      ("torch.tensor(...) 收到了一个张量列表：torch.tensor 只能把数字（或数字的列表）变成张量。",
       "把一列同样形状的张量叠起来用 torch.stack(列表)（沿新的第 0 维），"
       "接在一起用 torch.cat(列表, dim=...)。")),
+    (lambda exc, text: isinstance(exc, TypeError) and "list indices must be integers or slices, "
+        "not tuple" in text,
+     ("对一个列表用了 [:, -1, :] 这样的多维下标：多半是 model(...) 的两个返回值顺序弄反了——"
+      "use_cache=True 时模型返回 (logits, presents)，先 logits、后 presents（presents 是每层一个的列表）。",
+      "logits, past = model(ids, use_cache=True, is_training=False)：先 logits，后 past。")),
+    (lambda exc, text: isinstance(exc, RuntimeError) and "argmax(): does not support bool" in text,
+     ("对 bool 张量调用了 argmax：torch 的 argmax 不接受 bool（attention_mask == 1 这类比较的结果就是 bool）。",
+      "先转成整数再 argmax：mask.long().argmax(dim=-1)（或 .int()）。")),
     (lambda exc, text: isinstance(exc, ValueError) and "values to unpack" in text,
      lambda text: (f"解包（a, b = ...）的个数不对（{text}）。如果解包的是 model(...) 的结果："
                    "只有传了 use_cache=True，模型才返回 (logits, presents) 两个值，否则只返回 logits 一个张量。",

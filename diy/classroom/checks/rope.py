@@ -83,6 +83,7 @@ def check_rotary(RotaryEmbedding):
     def body() -> str:
         for D, T, theta in ((64, 128, 10000.0), (16, 20, 500.0)):
             check_rotary_once(RotaryEmbedding, D, T, theta)
+        check_tables_follow_to(RotaryEmbedding)
         return ("cos/sin 表与 transformers 的 LlamaRotaryEmbedding 逐元素相同（前后两半约定）；"
                 "forward(start, length) 的偏移正确；表不进 state_dict；"
                 "换成 head_dim=16、max_seq_len=20、theta=500 也正确。")
@@ -143,6 +144,28 @@ def check_rotary_once(RotaryEmbedding, D: int, T: int, theta: float) -> None:
             raise Failed(f"forward({start}, {length}) 的 cos/sin 与 LlamaRotaryEmbedding 不同。",
                          "inv_freq = 1/theta^(arange(0, D, 2)/D)；angles = outer(arange(T), inv_freq)；"
                          "cat((angles, angles), -1)；取 cos、sin；再切 [start:start+length]。")
+
+
+def check_tables_follow_to(RotaryEmbedding) -> None:
+    """The tables must move with the module: ``model.to("cuda")`` moves parameters and buffers,
+    not tensors kept as plain attributes. Checked by a ``.to(torch.float64)`` round trip (it
+    converts buffers the same way): tables that stay float32 while the module holds plain tensor
+    attributes are those attributes. (A forward that casts its buffers back is fine.)"""
+    rope = call_learner(RotaryEmbedding, 16, 20, theta=500.0, name="RotaryEmbedding(...)")
+    plain = [name for name, value in vars(rope).items()
+             if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)]
+    if not plain:
+        return
+    rope.to(torch.float64)
+    out = call_learner(rope, 0, 3, name="RotaryEmbedding.forward(start, length)")
+    if isinstance(out, tuple) and all(isinstance(t, torch.Tensor) and t.dtype == torch.float64
+                                      for t in out):
+        return
+    names = "、".join(f"self.{name}" for name in plain)
+    raise Failed(f"{names} 是普通属性，不是 buffer：model.to(...) 不会移动它们——整个模型 .to(\"cuda\") 之后，"
+                 "表还留在 CPU 上，前向时报设备不一致（这里用 .to(torch.float64) 试了一下：表没有跟着变）。",
+                 "self.register_buffer(\"cos\", cos, persistent=False)（sin 同理）：buffer 跟着 .to() 走，"
+                 "persistent=False 又不进 state_dict。")
 
 
 ROTATE_HINTS = {

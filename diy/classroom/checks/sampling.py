@@ -55,7 +55,20 @@ def top_p_variant(scores, top_p, mistake):
 
 
 TOP_P_CASES = (0.75, 0.5, 0.9, 0.999, 1e-6)
+# An exact tie: four equal logits (probability 1/4 each, exactly, however it is computed; the
+# others underflow to 0). At top_p = 0.5 two of them add up to exactly p: the nucleus is those
+# two; a strict ">" (or "<" where "<=" belongs) keeps a third. Which two is open (they are
+# equal), so this case compares how many stay.
+TIE_ROW = torch.tensor([[-200.0, 0.0, -200.0, 0.0, -200.0, -200.0, 0.0, -200.0, 0.0, -200.0]])
+TIE_CASES = ((0.5, 2), (0.75, 3))  # top_p, tokens kept
 TOP_P_HINTS = {
+    "strict": ("累计概率恰好等于 p 时多留了一个 token：top-p 保留累计概率 ≥ p 的最小集合，"
+               "这里四个 token 各 1/4，p = {p} 时 {n} 个正好够，应留 {n} 个。比较符号差了一个等号"
+               "（> 与 ≥、< 与 ≤）。",
+               "升序排序时删掉累计 ≤ 1 − p 的（含等于）；降序时保留「它之前的累计 < p」的（不含等于）。"),
+    "probabilities": ("apply_top_p 返回的是概率（softmax 之后、删掉的设成 0），不是分数：0 也是一个分数，"
+                      "sample_next_token 之后再 softmax 时它们仍有概率，留下的也被压了一遍。",
+                      "只把要删的位置设成 −inf，其余保持原来的 logits：scores.masked_fill(remove, float('-inf'))。"),
     "no_scatter": ("保留的 token 落在了错误的位置：排序之后的「第几个」没有映射回词表里的 token id"
                    "（测试用的 logits 没有排好序）。",
                    "在排序后的顺序里算出要删的 mask，再 mask.scatter(1, order, mask) 放回词表顺序。"),
@@ -102,11 +115,9 @@ def check_top_p(apply_top_p):
                                  "其余保持原来的 logits（不要返回 softmax 之后的概率）。",
                                  "return scores.masked_fill(remove, float('-inf'))。")
                 continue
-            if bool(kept.all()) and bool((out >= 0).all()) and \
-                    torch.allclose(out.float().sum(dim=-1), torch.ones(out.shape[0]), atol=1e-4):
-                raise Failed("apply_top_p 返回的是概率（softmax 之后、删掉的为 0），不是分数：sample_next_token "
-                             "之后还要 softmax 一次，概率会被再压一遍。",
-                             "只把要删的位置设成 −inf，其余保持原来的 logits：scores.masked_fill(remove, float('-inf'))。")
+            if bool(kept.all()) and bool((out >= 0).all()) and bool((out <= 1).all()):
+                # renormalised or not: the test's logits are never all within [0, 1]
+                raise Failed(*TOP_P_HINTS["probabilities"])
             if torch.equal(out != 0, should_keep) and torch.equal(out[should_keep], scores[should_keep]):
                 raise Failed("被删掉的 token 设成了 0：0 也是一个分数，softmax 之后它仍有概率。",
                              "用 float('-inf')：masked_fill(remove, float('-inf'))。")
@@ -118,10 +129,36 @@ def check_top_p(apply_top_p):
                          f"（概率从大到小 {PROBS.tolist()[:5]}…，累计 .32 .54 .70 .81 …）。",
                          "softmax 得到概率 → 排序 → cumsum → 只删累计达到 p 之后的那些（跨过 p 的那个留下）"
                          " → scatter 回词表顺序。")
+        for top_p, count in TIE_CASES:
+            check_tie(apply_top_p, top_p, count)
         return ("五个 p（0.75、0.5、0.9、0.999、1e-6）、三行打乱了词表顺序的 logits：保留的集合都正确"
                 "（跨过 p 的那个留下，至少留 1 个），保留的分数原样不动，输入没有被改。")
 
     return run_check("3.2a", body, apply_top_p, reference_apply_top_p)
+
+
+def check_tie(apply_top_p, top_p: float, count: int) -> None:
+    given = TIE_ROW.clone()
+    with check_grad_mode("apply_top_p"):
+        out = call_learner(apply_top_p, given, top_p, name="apply_top_p", diagnose=diagnose_top_p)
+    check_unchanged(given, TIE_ROW, "apply_top_p", "scores")
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(TIE_ROW.shape):
+        raise Failed(f"apply_top_p 应返回和 scores 同形状 {tuple(TIE_ROW.shape)} 的张量，"
+                     f"实际返回 {describe_value(out)}。",
+                     "return scores.masked_fill(remove, float('-inf'))。")
+    kept = torch.isfinite(out)[0]
+    top = TIE_ROW[0] == 0
+    if bool((kept & ~top).any()):  # a zero-probability token kept
+        raise Failed(f"top_p={top_p} 时留下了概率为 0 的 token（四个 1/4 之外的）。",
+                     "softmax → 排序 → cumsum → 只删累计达到 p 之后的那些 → scatter 回词表顺序。")
+    n = int(kept.sum())
+    if n == count + 1:
+        problem, fix = TOP_P_HINTS["strict"]
+        raise Failed(problem.format(p=top_p, n=count), fix)
+    if n != count:
+        raise Failed(f"四个 token 各 1/4（其余为 0）、top_p={top_p} 时留下了 {n} 个，应留 {count} 个"
+                     "（累计概率 ≥ p 的最小集合）。",
+                     "升序排序时删掉累计 ≤ 1 − p 的；降序时保留「它之前的累计 < p」的。")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +220,20 @@ def diagnose_temperature_zero(exc: Exception):
     return diagnose_sampler(exc)
 
 
+TOP_K_MINUS_ONE = ("top-k 留下的是 k − 1 个：kth 取成了 torch.topk(scores, k - 1) 的最后一个"
+                   "（或者比较写成了 scores <= kth，把第 k 个也删了）；top_k=1 时一个都不剩。",
+                   "kth = torch.topk(scores, k).values[:, -1:]（第 k 大的值）；"
+                   "scores.masked_fill(scores < kth, float('-inf'))：等于第 k 大的那个要留下。")
+
+
+def diagnose_top_one(exc: Exception):
+    """top_k=1: an empty top-k (torch.topk(scores, k - 1)) fails on its first use."""
+    text = str(exc)
+    if "tensor b (0)" in text or "with size 0" in text or "selected index k out of range" in text:
+        return TOP_K_MINUS_ONE
+    return diagnose_sampler(exc)
+
+
 def diagnose_sampler(exc: Exception):
     text = str(exc)
     if "probability tensor contains" in text:
@@ -198,7 +249,8 @@ def check_sample_next_token(sample_next_token):
 
     def call(logits, *args):
         given = logits.clone()
-        diagnose = diagnose_temperature_zero if args[0] == 0 else diagnose_sampler
+        diagnose = diagnose_temperature_zero if args[0] == 0 else \
+            diagnose_top_one if args[1] == 1 else diagnose_sampler
         with check_grad_mode("sample_next_token"):
             ids = call_learner(sample_next_token, given, *args, name="sample_next_token",
                                diagnose=diagnose)
@@ -295,6 +347,8 @@ def compare_frequencies(call, generator, temperature, top_k, top_p):
     if kept != expected_kept and top_p is not None and top_k is None:
         raise Failed(f"{setting} 时采到了 {kept} 种 token，应有 {expected_kept} 种：top-p 留下的集合不对。",
                      "先让 3.2a 的 apply_top_p 通过，再在 sample_next_token 里调用它。")
+    if top_k and top_p is None and kept == expected_kept - 1 == top_k - 1:
+        raise Failed(*TOP_K_MINUS_ONE)
     if kept != expected_kept and top_k and top_p is None:
         raise Failed(f"{setting} 时采到了 {kept} 种 token，应只有 {expected_kept} 种："
                      "top-k 多留或少留了（或被过滤的没有设成 −inf）。",

@@ -23,6 +23,7 @@ from ...loss import causal_lm_loss
 from ...training import History, TrainConfig, train
 from ...training import evaluate as reference_evaluate
 from ...training import train_step as reference_train_step
+from .calls import wrap_method
 from .report import Failed, call_learner, mistake_matcher, run_check, uncalled_hint
 
 SMALL = DIYConfig(vocab_size=97, hidden_size=32, num_layers=1, num_heads=2, max_seq_len=32,
@@ -49,30 +50,35 @@ def dropout_active(model) -> bool:
 
 
 class ForwardLog:
-    """What ``model`` saw, in order: ("forward", model.training, dropout on, grad enabled) at
-    every forward and ("mode", training) at every train() / eval(). It wraps the instance's
-    ``forward`` and ``train``, so ``model.forward(x)`` counts as a call too (hooks miss it)."""
+    """What ``model`` saw, in order: ("forward", model.training, dropout on, grad enabled,
+    input_ids) at every forward and ("mode", training) at every train() / eval(). It wraps the
+    instance's ``forward`` and ``train`` (calls.wrap_method), so ``model.forward(x)`` counts as a
+    call too (hooks miss it), and a deep copy the learner evaluates on is recorded as itself."""
 
     def __init__(self, model):
         self.model = model
         self.events: list[tuple] = []
-        forward, train = model.forward, model.train
 
-        def logged_forward(*args, **kwargs):
-            self.events.append(("forward", model.training, dropout_active(model),
-                                torch.is_grad_enabled()))
-            return forward(*args, **kwargs)
+        def on_forward(module, *args, **kwargs):
+            ids = args[0] if args else kwargs.get("input_ids")
+            self.events.append(("forward", module.training, dropout_active(module),
+                                torch.is_grad_enabled(), ids))
 
-        def logged_train(mode=True):
+        def on_train(module, mode=True):
             self.events.append(("mode", bool(mode)))
-            return train(mode)
 
-        model.forward, model.train = logged_forward, logged_train
+        self._removers = [wrap_method(model, "forward", on_forward),
+                          wrap_method(model, "train", on_train)]
 
     @property
     def calls(self) -> list[tuple]:
         """(model.training, dropout on, grad enabled) at every forward."""
-        return [event[1:] for event in self.events if event[0] == "forward"]
+        return [event[1:4] for event in self.events if event[0] == "forward"]
+
+    @property
+    def inputs(self) -> list:
+        """What each forward was given as input_ids, in order."""
+        return [event[4] for event in self.events if event[0] == "forward"]
 
     def mode_set_after_forward(self, mode: bool) -> bool:
         """train(mode) was called, but only after the first forward."""
@@ -80,8 +86,8 @@ class ForwardLog:
         return bool(kinds) and kinds[0][0] == "forward" and ("mode", mode) in kinds
 
     def remove(self) -> None:
-        for name in ("forward", "train"):
-            self.model.__dict__.pop(name, None)
+        for remove in self._removers:
+            remove()
 
 
 def as_number(value, name: str) -> float:
@@ -150,9 +156,14 @@ STEP_HINTS = {
     "clip_after_step": ("梯度裁剪放在了 optimizer.step() 之后：这一步已经用没裁剪的梯度走完了，"
                         "裁剪什么也没限制住。",
                         "顺序是 backward() → clip_grad_norm_(...) → step()。"),
-    "no_clip": ("没有裁剪梯度：参数更新和「先裁剪再 step」的参考不一样。",
+    "no_clip": ("没有裁剪梯度：optimizer.step() 用的是没裁剪的梯度，函数结束时梯度也一点没被缩小"
+                "（没有调用 clip_grad_norm_）。",
                 "在 backward 之后、step 之前：torch.nn.utils.clip_grad_norm_(model.parameters(), "
                 "max_grad_norm)，用传进来的 max_grad_norm。"),
+    "clip_unknown": ("optimizer.step() 用的是没裁剪的梯度：要么没有调用 clip_grad_norm_，要么它放在了 "
+                     "step() 之后（两者的参数更新一样，函数结束时梯度又被清掉了，看不出是哪一种）。",
+                     "顺序是 backward() → torch.nn.utils.clip_grad_norm_(model.parameters(), "
+                     "max_grad_norm) → step()。"),
     "clip_hard_coded": ("梯度裁剪的上限写死了，没有用传进来的 max_grad_norm。",
                         "clip_grad_norm_(model.parameters(), max_grad_norm)。"),
     "no_shift": ("loss 没有错位：每个位置在预测它自己，而不是下一个 token。",
@@ -175,17 +186,37 @@ def diagnose_train_step(exc: Exception):
     return None
 
 
-def log_steps(optimizer, model) -> list[bool]:
-    """Wrap ``optimizer.step``: the list gets, at every call, whether any gradient was there."""
-    calls: list[bool] = []
+def grad_norm(model) -> float | None:
+    """The total gradient norm of ``model`` now (None when no parameter holds a gradient)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+def log_steps(optimizer, model) -> list[float]:
+    """Wrap ``optimizer.step``: the list gets, at every call, the gradient norm it is about to
+    use (0.0 when every gradient is empty or None)."""
+    calls: list[float] = []
     step = optimizer.step
 
     def logged_step(*args, **kwargs):
-        calls.append(any(p.grad is not None and bool(p.grad.any()) for p in model.parameters()))
+        calls.append(grad_norm(model) or 0.0)
         return step(*args, **kwargs)
 
     optimizer.step = logged_step
     return calls
+
+
+def clipping_mistake(at_step: list[float], after: list[float | None]) -> str:
+    """Forgotten clipping and clipping after step() move the parameters identically (step used
+    the unclipped gradient either way); what tells them apart is the gradient left behind: a
+    clip after step() shrank it. "clip_unknown" when the learner cleared it at the end."""
+    if any(norm is not None and norm < used * (1 - 1e-3) for used, norm in zip(at_step, after, strict=False)):
+        return "clip_after_step"
+    if all(norm is None or norm == 0 for norm in after):
+        return "clip_unknown"
+    return "no_clip"
 
 
 def run_steps(train_step, model, input_ids_list, max_grad_norm, lr=3e-2):
@@ -210,12 +241,13 @@ def check_training_step(train_step):
             log = ForwardLog(model)
             optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
             steps = log_steps(optimizer, model)
-            losses = []
+            losses, left = [], []  # left: the gradient norm each call leaves behind
             try:
                 for ids in data:
                     loss = call_learner(train_step, model, optimizer, ids, max_grad_norm,
                                         name="train_step", diagnose=diagnose_train_step)
                     losses.append(as_number(loss, "train_step"))
+                    left.append(grad_norm(model))
                     grad_mode_kept("train_step")
             finally:
                 log.remove()
@@ -249,8 +281,11 @@ def check_training_step(train_step):
                 wrong = [variant_step(twin, optimizer, ids, max_grad_norm, **flags) for ids in data]
                 if same_run(losses, model, wrong, twin):
                     slip = uncalled_hint(train_step)
-                    raise slip if slip is not None and mistake in ("no_zero_grad", "no_step") \
-                        else Failed(*STEP_HINTS[mistake])
+                    if slip is not None and mistake in ("no_zero_grad", "no_step"):
+                        raise slip
+                    if mistake in ("clip_after_step", "no_clip"):
+                        mistake = clipping_mistake(steps, left)
+                    raise Failed(*STEP_HINTS[mistake])
             raise uncalled_hint(train_step) or Failed(
                 f"三步之后的 loss {[round(x, 4) for x in losses]} 或参数与参考实现"
                 f"（{[round(x, 4) for x in expected]}）不一致。",
@@ -370,8 +405,11 @@ LOOP_MISTAKES = {
     "new_generator": ("每一步都新建了一个同样种子的 generator：每一步取到的都是同一个 batch。",
                       "循环开始之前建一次 generator = torch.Generator().manual_seed(config.seed)，"
                       "循环里一直用它。"),
-    "no_generator": ("get_batch 没有拿到 generator：batch 来自全局随机数，和 train 的不一样，也不可复现。",
-                     "get_batch(tokens, config.batch_size, config.seq_len, generator)。"),
+    "no_generator": ("get_batch 没有拿到 generator：batch 来自全局随机数。先 torch.manual_seed(config.seed) "
+                     "也不行：dropout 和别的单元格也从全局随机数取数，batch 就跟着变，和 train 的不一样；"
+                     "它还改动了整个 notebook 的随机数。",
+                     "循环之前 generator = torch.Generator().manual_seed(config.seed)，每一步 get_batch(tokens, "
+                     "config.batch_size, config.seq_len, generator)；不要调用 torch.manual_seed。"),
     "new_optimizer": ("每一步都新建了优化器：AdamW 的梯度滑动平均每一步都被清空了。",
                       "循环开始之前建一次 optimizer = torch.optim.AdamW(model.parameters(), "
                       "lr=config.lr)。"),
@@ -408,11 +446,18 @@ def as_history(result):
 
 
 @contextmanager
-def course_functions(fn):
+def course_functions(fn, generators: list):
     """Run ``fn`` with the reference get_batch / train_step / evaluate in its module's globals
-    (the notebook's): the loop is compared with train() alone, not the learner's earlier code."""
+    (the notebook's): the loop is compared with train() alone, not the learner's earlier code.
+    ``generators`` gets the generator each get_batch call was given (None: the global RNG)."""
     namespace = getattr(fn, "__globals__", {})
-    names = {"get_batch": get_batch, "train_step": reference_train_step,
+    course_get_batch = get_batch  # bound now: fn may live in this module (the reference loop)
+
+    def recorded_get_batch(tokens, batch_size, seq_len, generator=None):
+        generators.append(generator)
+        return course_get_batch(tokens, batch_size, seq_len, generator)
+
+    names = {"get_batch": recorded_get_batch, "train_step": reference_train_step,
              "evaluate": reference_evaluate}
     saved = {name: namespace[name] for name in names if name in namespace}
     namespace.update({name: value for name, value in names.items() if name in saved})
@@ -420,6 +465,32 @@ def course_functions(fn):
         yield
     finally:
         namespace.update(saved)
+
+
+def rows_of(ids, rows: torch.Tensor) -> bool:
+    """Whether every row of ``ids`` is one of ``rows`` (a forward on the evaluation batch, or
+    on part of it)."""
+    return isinstance(ids, torch.Tensor) and ids.dim() == 2 and ids.shape[1] == rows.shape[1] \
+        and bool((ids[:, None, :] == rows[None]).all(-1).any(-1).all())
+
+
+def check_loop_forwards(log: ForwardLog, eval_ids: torch.Tensor) -> None:
+    """Evaluation written inside the loop (not through evaluate) changes no number when the
+    model has no dropout, so it is read from the forwards the model saw: evaluation forwards in
+    eval mode without gradients, training forwards in train mode."""
+    for (training, _, grad), ids in zip(log.calls, log.inputs, strict=True):
+        if rows_of(ids, eval_ids):
+            if training:
+                raise Failed("评估的前向是在 train 模式下做的：模型里有 dropout 时，评估 loss 每次都不一样、"
+                             "还偏高（自检的小模型没有 dropout，数值看不出来，所以看的是模型的模式）。",
+                             "评估之前 model.eval()，评估完 model.train()；或者直接调用 evaluate("
+                             "model, eval_ids, eval_labels)。")
+            if grad:
+                raise Failed("评估的前向没有放进 torch.no_grad()：白白记录了整张计算图，又慢又占内存。",
+                             "with torch.no_grad(): 里做评估的前向和 loss；或者直接调用 evaluate(...)。")
+        elif grad and not training:
+            raise Failed("训练的前向是在 eval 模式下做的：评估之后没有切回 train 模式，dropout 关着训练。",
+                         "评估完 model.train()（evaluate 会自己切回去）。")
 
 
 def check_train_loop(train_loop):
@@ -434,9 +505,10 @@ def check_train_loop(train_loop):
         before = (tokens.clone(), eval_ids.clone(), eval_labels.clone())
         model = small_model()
         log = ForwardLog(model)
+        generators: list = []
         torch.manual_seed(7)
         try:
-            with course_functions(train_loop):
+            with course_functions(train_loop, generators):
                 result = call_learner(train_loop, model, tokens, eval_ids, eval_labels, config,
                                       name="train_loop")
         finally:
@@ -471,11 +543,14 @@ def check_train_loop(train_loop):
                          f"（{len(evals)} 个）。", "每次评估 history.eval_loss.append(evaluate(...))。")
         if not model.training:
             raise Failed("train_loop 结束后模型停在了 eval 模式。",
-                         "用 evaluate（它会切回 train 模式），不要在循环里另外调用 model.eval()。")
+                         "用 evaluate（它会切回 train 模式）；自己写评估的话，评估完 model.train()。")
+        if any(g is None for g in generators):
+            raise Failed(*LOOP_MISTAKES["no_generator"])
         reference = small_model()
         expected = train(reference, tokens, config, eval_tokens=eval_tokens, progress=False)
         if close(history, expected) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(
                 model.parameters(), reference.parameters(), strict=True)):
+            check_loop_forwards(log, eval_ids)  # what the numbers of a dropout-free model hide
             return (f"{config.steps} 步（每 {config.eval_every} 步评估一次，最后一步也评估）的 history "
                     "与 diy.training.train 同一个种子下的完全一致。")
         for mistake, hint in LOOP_MISTAKES.items():
@@ -485,6 +560,7 @@ def check_train_loop(train_loop):
                                            mistake=mistake)
             if close(history, wrong):
                 raise Failed(*hint)
+        check_loop_forwards(log, eval_ids)
         raise Failed(f"train loss {[round(x, 3) for x in history.train_loss]} 与 train 的 "
                      f"{[round(x, 3) for x in expected.train_loss]} 不一致。",
                      "循环之前建一次 generator（config.seed）和 AdamW（config.lr）；每一步 get_batch → "
