@@ -75,7 +75,8 @@ def test_a_process_that_dies_ends_the_run_without_a_hang(tmp_path):
     process = subprocess.Popen(torchrun(2, "--batch-size", "8", "--micro-batch-size", "2",
                                         "--steps", "1000000", "--eval-every", "1000000",
                                         "--out", str(tmp_path / "out")),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its workers too can be ended at once
     try:
         deadline = time.monotonic() + 300
         while "宋词：" not in process.stderr.readline() and time.monotonic() < deadline:
@@ -88,8 +89,11 @@ def test_a_process_that_dies_ends_the_run_without_a_hang(tmp_path):
         killed = time.monotonic()
         _, stderr = process.communicate(timeout=240)
     finally:
-        if process.poll() is None:
-            process.kill()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # torchrun and every worker still running
+        except ProcessLookupError:
+            pass
+        process.wait()
     assert process.returncode != 0
     assert time.monotonic() - killed < 200  # the process group's timeout is 120 s
     assert "另一个进程出错或退出了" in stderr

@@ -220,9 +220,10 @@ def test_cli_trains_resumes_and_refuses_a_changed_recipe(tmp_path, capsys):
     assert "--lr 0.1" in capsys.readouterr().err
 
 
-def test_cli_ctrl_c_saves_and_resume_continues(tmp_path):
-    """SIGINT: the step in flight finishes, the checkpoint is saved, exit 130 with the resume
-    command; --resume then ends where an uninterrupted run ends."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cli_ctrl_c_or_sigterm_saves_and_says_how_to_continue(tmp_path, signum):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler ending the job): the step in flight finishes,
+    the checkpoint is saved, exit 130 with the resume command."""
     out = tmp_path / "run"
     small = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--seq-len", "16",
              "--batch-size", "4", "--micro-batch-size", "4", "--warmup-steps", "2",
@@ -234,9 +235,47 @@ def test_cli_ctrl_c_saves_and_resume_continues(tmp_path):
     while "步" not in (process.stderr.readline() or "步") and time.monotonic() < deadline:
         pass  # the progress bar has started: training is under way
     time.sleep(1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr
     assert f"--resume {out}" in stderr
     state = torch.load(out / "pretrain_state.pt", weights_only=False)
     assert state["step"] >= 1 and len(state["history"]["steps"]) == state["step"]
+
+
+def test_cli_stop_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    """The command's own path (checkpoint files, --resume): stopped after step 5 of 8 and
+    resumed, the loss of every step and the final weights are exactly the uninterrupted run's
+    (CPU, one thread)."""
+    from safetensors.torch import load_file
+
+    import diy.pretrain as cli
+
+    small = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--seq-len", "16",
+             "--batch-size", "4", "--micro-batch-size", "2", "--warmup-steps", "2",
+             "--eval-tokens", "300", "--eval-every", "3", "--steps", "8", "--no-progress"]
+    assert cli.main([*small, "--out", str(tmp_path / "whole")]) == 0
+
+    class StopAfterFive(cli.StopRequest):
+        asked = 0
+
+        @property
+        def requested(self):
+            StopAfterFive.asked += 1
+            return StopAfterFive.asked >= 5  # asked once after each step
+
+        @requested.setter
+        def requested(self, value):
+            pass
+
+    monkeypatch.setattr(cli, "StopRequest", StopAfterFive)
+    assert cli.main([*small, "--out", str(tmp_path / "parts")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main(["--resume", str(tmp_path / "parts"), "--no-progress"]) == 0
+    whole = json.loads((tmp_path / "whole" / "history.json").read_text(encoding="utf-8"))
+    parts = json.loads((tmp_path / "parts" / "history.json").read_text(encoding="utf-8"))
+    assert parts["steps"] == whole["steps"] == list(range(1, 9))
+    assert parts["losses"] == whole["losses"]
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "parts"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

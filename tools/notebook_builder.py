@@ -106,7 +106,9 @@ def build(name: str, solution: bool) -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, folder: Path) -> None:
-    run_notebook(nb, folder)
+    # 30 minutes: a lesson may train a course cache on first use (step 4's course pretraining
+    # takes minutes on one core, more on a busy machine); graded notebooks keep their limit
+    run_notebook(nb, folder, timeout=1800)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}  # no interpreter version in the file
 

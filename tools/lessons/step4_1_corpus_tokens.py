@@ -251,18 +251,26 @@ CELLS = [
             return token_bytes.hex(" ")
 
 
-    sample = "".join(format_ci(ci) for ci in train[:40])
-    merges = train_bpe(sample, 60)
+    sample = "".join(format_ci(ci) for ci in train[:200])
+    merges = train_bpe(sample, 300)
     vocab = {i: bytes([i]) for i in range(256)}
     for i, (a, b) in enumerate(merges):
         vocab[256 + i] = vocab[a] + vocab[b]
-    print(f"样本 {len(sample)} 个字（{len(sample.encode())} 个字节），学到 {len(merges)} 次合并，前 10 次：")
+    print(f"样本 {len(sample):,} 个字（{len(sample.encode()):,} 个字节），学到 {len(merges)} 次合并，前 10 次：")
     for i in range(10):
         print(f"  id {256 + i}: {show(vocab[256 + i])}")
+    def kind(token_bytes):
+        try:
+            return "一个字" if len(token_bytes.decode("utf-8")) == 1 else "两个字以上（含换行）"
+        except UnicodeDecodeError:
+            return "半个字"
+
+
+    print("这些合并得到的 token:", dict(Counter(kind(vocab[i]) for i in range(256, 256 + len(merges)))))
     """),
     md("""
     最先合并的是句号「。」的三个字节（`e3 80 82`）和它后面的换行（`0a`），然后是逗号「，」（`ef bc 8c`）；
-    再往后是很多汉字共用的前两个字节（`e4 b8`、`e6 98`……）。前面的合并都在把字节拼回字符。
+    再往后是很多汉字共用的前两个字节（`e4 b8`、`e6 98`……）。300 次合并里，大部分在把字节拼回单个的字，或者还停在半个字。
 
     **练习 4.1b**：用学到的 `merges` 编码、解码。
 
@@ -312,9 +320,10 @@ CELLS = [
     encode, decode = check_bpe_codec(encode, decode)
     """),
     code("""
-    line = train[0].paragraphs[0]   # 样本的第一行：60 次合并都是在这样的文字上学的
+    lines = [line for ci in train[:200] for line in ci.paragraphs]
+    line = max(lines, key=lambda text: len(text.encode()) / len(encode(text, merges)))
     ids = encode(line, merges)
-    print(line)
+    print("样本里合并得最多的一行:", line)
     print(f"{len(line)} 个字 = {len(line.encode())} 个字节 → {len(ids)} 个 token:", ids)
     print("每个 token:", " | ".join(show(vocab[i]) for i in ids))
     print("decode 还原:", decode(ids, merges) == line)
@@ -322,7 +331,7 @@ CELLS = [
     md("""
     ### 和 Hugging Face `tokenizers` 比一比
 
-    `tokenizers` 的 `BpeTrainer` 是 GPT-2 以来大家实际在用的实现（Rust 写的，很快）。同一段样本、同样 60 次合并，它学到的合并和我们的一样吗？
+    `tokenizers` 的 `BpeTrainer` 是 GPT-2 以来大家实际在用的实现（Rust 写的，很快）。同一段样本、同样 300 次合并，它学到的合并和我们的一样吗？
     （`use_regex=False`：不按空格和标点预先切词，和我们的循环一样把整段当一个序列。）
     """),
     code("""
@@ -350,9 +359,9 @@ CELLS = [
         return out
 
 
-    theirs = hf_merges(sample, 60)
+    theirs = hf_merges(sample, 300)
     first_difference = next(i for i, (x, y) in enumerate(zip(merges, theirs, strict=True)) if x != y)
-    print("60 次合并完全相同:", merges == theirs, "；第一处不同在第", first_difference, "次合并")
+    print("300 次合并完全相同:", merges == theirs, "；第一处不同在第", first_difference, "次合并")
     """),
     md("""
     前面一段一样，然后分开了——不是谁错了，而是**并列时的选法**不同。`BpeTrainer` 也选「最小的那一对」，
@@ -360,11 +369,8 @@ CELLS = [
     把这个顺序（`gpt2_byte_order()`）交给我们的循环：
     """),
     code("""
-    same_rule = train_bpe(sample, 60, byte_order=gpt2_byte_order())
-    print("用 tokenizers 的字节顺序，60 次合并完全相同:", same_rule == theirs)
-    print("换一段更长的样本（300 首、600 次合并）也相同:",
-          train_bpe("".join(format_ci(ci) for ci in train[:300]), 600, gpt2_byte_order())
-          == hf_merges("".join(format_ci(ci) for ci in train[:300]), 600))
+    same_rule = train_bpe(sample, 300, byte_order=gpt2_byte_order())
+    print("用 tokenizers 的字节顺序，300 次合并完全相同:", same_rule == theirs)
     """),
     md("""
     ## 5. BPE 在宋词上省了多少？
