@@ -245,9 +245,17 @@ def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_b
 ])
 def test_a_contract_breach_at_run_time_is_named_not_a_traceback(monkeypatch, broken, use_cache,
                                                                 words):
+    """Refused where the backbone is first built; and should a breach show only later (a
+    backbone that behaves on the first build's inputs), where its output is checked."""
+    from diy import backbone
     from diy.backbone import DIYBackboneError
 
     monkeypatch.setenv(ENV, f"{GPT2}:{broken}")
+    with pytest.raises(DIYBackboneError) as caught:
+        DIYForCausalLM(SMALL)
+    assert "gpt2_style.py" in caught.value.problem and "diy.classroom.doctor --backbone" in \
+        caught.value.fix
+    monkeypatch.setattr(backbone, "check_contract", lambda *args: None)
     model = DIYForCausalLM(SMALL).eval()
     for batch in (1, 2):  # a batch of 2 once split into "hidden" and "presents" unnoticed
         with pytest.raises(DIYBackboneError) as caught:

@@ -125,6 +125,7 @@ STEPS = (
                    Exercise("3.3a", "check_left_pad", ("left_pad",)),
                    Exercise("3.3b", "check_position_ids", ("position_ids_from_mask",)),
                    Exercise("3.3c", "check_my_generate", ("my_generate",)),
+                   Exercise("3.3d", "check_forward_with_mask", ("DIYModelWithMask",)),
                )),
     )),
 )

@@ -125,8 +125,8 @@ CELLS = [
     model.eval()
     lm_head.eval()
     clm.eval()
-    logits_12 = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=True))  # 1.2 的做法
-    logits_13 = clm(input_ids, seq_lengths=seq_lengths, is_training=True)            # 1.3 的做法
+    logits_12 = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=False))  # 1.2 的做法（eval 就传 False）
+    logits_13 = clm(input_ids, seq_lengths=seq_lengths, is_training=False)            # 1.3 的做法
     loss_12 = next_token_loss(logits_12, input_ids, padding_id)
     loss_13 = next_token_loss(logits_13, input_ids, padding_id)
     print("logits 形状:", tuple(logits_13.shape))
@@ -190,7 +190,7 @@ CELLS = [
     def eval_loss():
         clm.eval()
         with torch.no_grad():
-            return causal_lm_loss(clm(input_ids, seq_lengths=seq_lengths), labels).item()
+            return causal_lm_loss(clm(input_ids, seq_lengths=seq_lengths, is_training=False), labels).item()
 
     before = eval_loss()
     clm.train()
@@ -216,11 +216,11 @@ CELLS = [
     with torch.no_grad():
         logits_c, presents_c = clm(prompt, use_cache=True, is_training=False)
         step_c, _ = clm(next_id, past_key_values=presents_c, use_cache=True, is_training=False)
-        full_c = clm(torch.cat([prompt, next_id], dim=1), is_training=False)
+        full_c = clm(torch.cat([prompt, next_id], dim=1), is_training=True)   # train 模式的整段：训练路径
     print("2. train 模式下缓存与整段重算一致:", torch.allclose(step_c[:, -1], full_c[:, -1], atol=1e-5))
     clm.eval()
     try:
-        causal_lm_loss(clm(input_ids), labels[:, 1:])
+        causal_lm_loss(clm(input_ids, is_training=False), labels[:, 1:])
         print("3. 没有报错")
     except Exception as error:
         print("3. 报错了：形状对不上 →", type(error).__name__)
