@@ -116,11 +116,15 @@ class BackboneSpec:
         except Exception as exc:  # noqa: BLE001 - whatever the learner's constructor raises
             where = where_in_file(exc, self.path)
             said = str(exc) or "（没有说明）"
+            passed = named_values(model_class, args)
+            if isinstance(exc, AssertionError) and where:
+                fix = (f"课程按位置传 {passed}：这一行的断言对这些值不成立。改这个断言，"
+                       "或让构造函数接受课程的尺寸（见上面的值）。")
+            else:
+                fix = ("构造函数要按课程约定的顺序接受六个位置参数：(vocab_size, num_layers, "
+                       f"hidden_size, num_heads, max_seq_len, dropout)；课程传的是 {passed}。")
             _fail(f"{self.path.name} 的 {self.class_name}{args} 构造失败"
-                  f"{f'（{where}）' if where else ''}：{type(exc).__name__}: {said}",
-                  "构造函数要按课程约定的顺序接受六个位置参数："
-                  "(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)；"
-                  f"课程传的是 {named_values(model_class, args)}。",
+                  f"{f'（{where}）' if where else ''}：{type(exc).__name__}: {said}", fix,
                   f"{self.class_name}(vocab_size, num_layers, hidden_size, num_heads, "
                   f"max_seq_len, dropout) failed: {type(exc).__name__}: {said}")
         if check:
@@ -678,6 +682,18 @@ REQUIRED = [
     ("梯度", "1.2、2.2", check_gradients, ("训练路径",)),
     ("最长序列", "2.1～2.3", check_max_length, ("缓存路径", "eval 时确定")),
 ]
+# How each item calls the backbone: said next to a runtime error, so the learner can reproduce it.
+CALLS = {
+    "训练路径": "train() 下 model(input_ids, is_training=True)，input_ids 是 (2, 16)",
+    "缓存路径": "eval() 下 model(ids, is_training=False, use_cache=True)，再把 presents 作为 "
+               "past_key_values 传回、输入 1 个 token",
+    "eval 时确定": "eval() 下 model(input_ids, is_training=False) 两次",
+    "因果": "eval() 下 model(input_ids, is_training=False)，只改第 10 个 token 再算一次",
+    "右 padding": "eval() 下 model(input_ids, seq_lengths=torch.tensor([16, 9]), is_training=False)",
+    "缓存 ≡ 无缓存": "eval() 下先 prefill 10 个 token（use_cache=True），再带着 past_key_values 逐个输入",
+    "梯度": "train() 下 model(input_ids, is_training=True)，再 backward",
+    "最长序列": "eval() 下长度 max_seq_len 的 model(input_ids, is_training=False)，再带缓存解码到这个长度",
+}
 ENGLISH = {"训练路径": "training path", "缓存路径": "cache path", "eval 时确定": "deterministic in eval",
            "因果": "causal", "右 padding": "right padding", "缓存 ≡ 无缓存": "cache = no cache",
            "梯度": "gradients", "最长序列": "max_seq_len"}
@@ -693,9 +709,10 @@ def broken_item(name: str, exc: BaseException, path: Path) -> tuple[str, str]:
     where = where_in_file(exc, path)
     text = str(exc).strip()
     said = text.splitlines()[0][:160] if text else "（没有说明）"
+    call = CALLS.get(name)
     return (f"运行出错{f'（{where}）' if where else ''}：{type(exc).__name__}: {said}",
-            f"按错误信息改{'这一行' if where else ' forward'}；这一项怎样调用 forward，"
-            "见 python -m diy.classroom.doctor --backbone 的这一行")
+            f"按错误信息改{'这一行' if where else ' forward'}"
+            + (f"；这一项是这样调用的：{call}" if call else ""))
 
 
 def doctor_command(spec: BackboneSpec) -> str:

@@ -95,7 +95,7 @@ CELLS = [
     重建 1.2 的骨干和 `lm_head`（同样的种子、同样带 padding 的 batch），把它们的权重拷进 `clm`。
     **`state_dict`** 是模型所有参数（和缓冲区）按名字组成的字典，比如 `model.embed_tokens.weight` → 张量；
     保存、加载、拷贝权重都用它。1.2 的骨干的键只要加上前缀 `model.`，再加上 `lm_head.weight`，`strict=True` 保证一个不多、一个不少。
-    两边都切到 eval 模式关掉 dropout，这样前向是确定的，可以逐元素比较。
+    两边都切到 eval 模式关掉 dropout（调用时也传 `is_training=False`：和模式一致，见 1.1 开头），这样前向是确定的，可以逐元素比较。
     """),
     code("""
     torch.manual_seed(0)
@@ -200,6 +200,30 @@ CELLS = [
     optimizer.step()
     after = eval_loss()
     print(f"更新前 {before:.4f} → 更新后 {after:.4f}，下降了: {after < before}")
+    """),
+    md("""
+    ## 6. 课程的 DIYForCausalLM：交给骨干的 is_training 跟着 train() / eval() 走
+
+    从第二步起，训练和生成用的是 `diy` 包里课程自己的 `DIYForCausalLM`。它和你写的只差一件事：交给骨干的 `is_training`
+    不照抄调用方，而是跟着模式走——`train()` 时 `True`，`eval()` 时 `False`，带缓存（推理路径）时总是 `False`。
+    所以第二步的 `evaluate` 里 `model.eval()` 之后直接 `model(input_ids)` 就行，不管骨干的 dropout 看的是 `self.training`
+    还是 `is_training`（1.1 开头说的两种写法）。在骨干上挂一个 forward 之前的钩子，看它收到了什么：
+    """),
+    code("""
+    from diy import DIYForCausalLM as CourseCausalLM
+
+    course_clm = CourseCausalLM(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)
+    received = []
+    course_clm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: received.append((module.training, kwargs["is_training"])), with_kwargs=True)
+    with torch.no_grad():
+        course_clm.train()(input_ids)
+        course_clm.eval()(input_ids)
+        course_clm.eval()(input_ids, is_training=True)            # 调用方写了 True：骨干收到的仍然跟着模式
+        course_clm.eval()(prompt, use_cache=True, is_training=False)
+    calls = ["train() 后 model(x)", "eval() 后 model(x)", "eval() 后 model(x, is_training=True)", "eval() 后带缓存"]
+    for call, (training, flag) in zip(calls, received):
+        print(f"{call:<36} 骨干的 training={training}，收到 is_training={flag}")
     """),
     md("""
     ## 先猜一猜，再运行

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import traceback
 
 import torch
 from torch import nn
@@ -62,6 +63,8 @@ def reference_with_mask(base: type) -> type:
 
 def diagnose(exc: Exception):
     text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    functions = {frame.name for frame in traceback.extract_tb(exc.__traceback__)}
     if isinstance(exc, TypeError) and "attention_mask" in text:
         return ("forward 不收 attention_mask 参数。",
                 "def forward(self, input_ids, seq_lengths=None, past_key_values=None, "
@@ -71,17 +74,32 @@ def diagnose(exc: Exception):
         return (f"你的骨干没有 self.{name}：上面的步骤按 0.4 的零件名写（embed_tokens、layers、norm、"
                 "rotary.cos / rotary.sin）。",
                 "换成你自己骨干里对应零件的名字（print(model) 看得到）；做的事不变：每行的位置、"
-                "按位置取 RoPE 表、left_padding_mask、逐层、最后的 norm。")
-    if "must match the size of tensor" in text or "expanded size" in text:
-        return (f"形状对不上（{text.splitlines()[0]}）：按每行位置取出的 cos、sin 是 (B, L, D)，"
-                "而 q、k 是 (B, num_heads, L, D)。",
-                "给 cos、sin 加一个头的维度：self.rotary.cos[positions][:, None] → (B, 1, L, D)，"
-                "它会在各个头上广播。")
-    if "attn_mask" in text or ("Bool" in text and "Long" in text):
-        return (f"mask 的 dtype 不对（{text.splitlines()[0]}）：attention_mask 是 0/1 的整数。",
+                "按位置取位置编码、left_padding_mask、逐层、最后的 norm。")
+    if "left_padding_mask" in functions:
+        return (f"left_padding_mask 出错（{first}）：它的 key_mask 是缓存加新 token 的 (B, P+L)，"
+                "第二个参数是缓存里已有的长度 past_len。",
+                "mask = left_padding_mask(attention_mask.bool(), past_len, L)，"
+                "past_len = past_key_values[0][0].shape[2]（没有缓存时是 0）。")
+    if "must match the size of tensor" in text:
+        dim = re.search(r"non-singleton dimension (\d+)", text)
+        if dim and dim.group(1) == "1":
+            return (f"形状对不上（{first}）：按每行位置取出的 cos、sin 是 (B, L, D)，"
+                    "而 q、k 是 (B, num_heads, L, D)。",
+                    "给 cos、sin 加一个头的维度：self.rotary.cos[positions][:, None] → (B, 1, L, D)，"
+                    "它会在各个头上广播。")
+        if dim and dim.group(1) == "3":
+            return (f"形状对不上（{first}）：mask 有缓存加新 token 那么多列，注意力里的 key 却只有新的："
+                    "过去的 k、v 没有交给各层。",
+                    "第 i 层拿 past_key_values[i]：layer(x, cos, sin, mask, past_key_values[i])"
+                    "（没有缓存时传 None）。")
+        return (f"形状对不上（{first}）：带缓存时取出的位置比新 token 多——"
+                "position_ids_from_mask(attention_mask) 是缓存加新 token 的 (B, P+L)。",
+                "新 token 只要最后 L 列：position_ids_from_mask(attention_mask)[:, past_len:]。")
+    if "attn_mask" in text or "boolean mask" in text:
+        return (f"mask 的 dtype 不对（{first}）：attention_mask 是 0/1 的整数。",
                 "left_padding_mask(attention_mask.bool(), past_len, L)：先 .bool()。")
     if isinstance(exc, (TypeError, IndexError)) and ("tuple" in text or "index" in text):
-        return (f"读缓存时出错（{text.splitlines()[0]}）。",
+        return (f"读缓存时出错（{first}）。",
                 "past_len = past_key_values[0][0].shape[2]（第 0 层 k 的长度）；"
                 "第 i 层拿 past_key_values[i]。")
     return None
@@ -156,6 +174,15 @@ def check_without_mask(model, plain, ids) -> None:
         raise Failed("attention_mask=None 时结果和原来的 forward 不同。",
                      "没有 attention_mask 时原样交给原来的前向：return super().forward(input_ids, "
                      "seq_lengths, past_key_values, use_cache, is_training)。")
+    lengths = torch.tensor([len(p) for p in PROMPTS])  # the same prompts, right-padded
+    right = torch.zeros_like(ids)
+    for row, prompt in enumerate(PROMPTS):
+        right[row, :len(prompt)] = prompt
+    mine = hidden(forward(model, right, seq_lengths=lengths, is_training=False), what)
+    if not torch.allclose(mine, plain(right, seq_lengths=lengths, is_training=False), atol=1e-6):
+        raise Failed("attention_mask=None、给了 seq_lengths（右 padding，第一步的训练）时结果和原来的 forward 不同。",
+                     "没有 attention_mask 时把参数一个不落地交给 super().forward(input_ids, seq_lengths, "
+                     "past_key_values, use_cache, is_training)。")
     mine, _ = cached(forward(model, ids, use_cache=True, is_training=False), what, *ids.shape)
     if not torch.allclose(mine, plain(ids, use_cache=True, is_training=False)[0], atol=1e-6):
         raise Failed("attention_mask=None、use_cache=True 时结果和原来的 forward 不同。",
