@@ -222,7 +222,7 @@ CELLS = [
         course_clm.eval()(input_ids, is_training=True)            # 调用方写了 True：骨干收到的仍然跟着模式
         course_clm.eval()(prompt, use_cache=True, is_training=False)
     calls = ["train() 后 model(x)", "eval() 后 model(x)", "eval() 后 model(x, is_training=True)", "eval() 后带缓存"]
-    for call, (training, flag) in zip(calls, received):
+    for call, (training, flag) in zip(calls, received, strict=True):
         print(f"{call:<36} 骨干的 training={training}，收到 is_training={flag}")
     """),
     md("""
