@@ -20,8 +20,8 @@ from .backbone import (
     build_backbone,
     doctor_command,
     is_reference,
-    presents_problem,
 )
+from .contract import presents_problem
 from .errors import DIYInputError, describe_value
 from .model import _as_config
 from .validation import check_forward_inputs
@@ -109,8 +109,9 @@ class DIYForCausalLM(nn.Module):
             spec = self.backbone_spec
             doctor = doctor_command(spec) if spec else \
                 "python -m diy.classroom.doctor --backbone 你的文件"
+            item = "缓存路径" if use_cache else "训练路径"  # the contract's item (diy/contract.py)
             raise DIYBackboneError(
-                f"你的骨干 {name} 的 forward {problem}。",
+                f"你的骨干 {name} 不符合约定的「{item}」：forward {problem}。",
                 (f"{fix.rstrip('。')}。" if fix else "改 forward 的返回值。")
                 + f"逐项检查整个约定：{doctor}",
                 f"backbone {name}: {problem}")

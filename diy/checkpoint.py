@@ -175,6 +175,7 @@ def load(cls, folder, config: DIYConfig | None = None):
     model.load_state_dict(state, strict=True)
     if change is not None:  # the same names and shapes, perhaps other maths: say so, load
         print(f"⚠️ 检查点 {folder}：{change}。参数的名字和形状都对得上，照样装上了；"
-              "但两者的计算不一定相同，输出可能和保存时不一样（不想要这个提示：用现在的骨干重新训练、保存）。",
+              "但两者的计算不一定相同，输出可能和保存时不一样（不想要这个提示：用现在的骨干重新训练、保存）。"
+              "(English: saved with another backbone; its parameters fit and were loaded.)",
               file=sys.stderr)
     return model.eval()

@@ -8,7 +8,7 @@ The contract is what steps 1–3 call on a backbone (the seed plan's DIYModel):
 
 Each item runs the backbone on the course's passage and reports ✅ / ❌ (required) or ⚠️
 (optional: only some later features need it), with a Chinese hint and the lesson that needs it.
-The required items are the library's (diy.backbone.REQUIRED: the first build of a learner's file
+The required items are the library's (diy.contract.REQUIRED: the first build of a learner's file
 runs them too); this report adds the optional ones, and reports a failure once: an item that
 depends on a failed one (or fails with the very same error) is shown as skipped because of it.
 The global random state is left as it was.
@@ -21,21 +21,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ..backbone import (
+from ..backbone import BackboneSpec, DIYBackboneError, contract_values, named_values
+from ..config import DIYConfig
+from ..contract import (
     REQUIRED,
-    BackboneSpec,
     ContractBroken,
-    DIYBackboneError,
     broken_item,
     close,
-    contract_values,
     course_ids,
     eval_hidden,
     hidden_of,
-    named_values,
     with_cache,
 )
-from ..config import DIYConfig
 
 
 @dataclass

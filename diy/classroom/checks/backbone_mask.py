@@ -12,8 +12,9 @@ import traceback
 import torch
 from torch import nn
 
-from ...backbone import active, backbone_class, contract_values, presents_problem
+from ...backbone import active, backbone_class, contract_values
 from ...config import DIYConfig
+from ...contract import presents_problem
 from ...errors import describe_value
 from ...generation import left_pad
 from ...generation import position_ids_from_mask as reference_position_ids
