@@ -29,6 +29,7 @@ from ..contract import (
     broken_item,
     close,
     course_ids,
+    dropout_reading,
     eval_hidden,
     hidden_of,
     with_cache,
@@ -157,7 +158,11 @@ def run(spec: BackboneSpec, config: DIYConfig | None = None) -> list[Item]:
                                   needed_by, because=cause))
                 continue
             try:
-                items.append(Item(name, required, True, check(model, config)))
+                what = check(model, config)
+                if name == "eval 时确定":
+                    reading = dropout_reading(model, config)
+                    what += f"；{reading}" if reading else ""
+                items.append(Item(name, required, True, what))
             except Exception as exc:  # noqa: BLE001 - a broken item, or the learner's forward raised
                 what, hint = broken_item(name, exc, spec.path)
                 same = hint if isinstance(exc, ContractBroken) else what  # one bug, one key
