@@ -348,7 +348,7 @@ CELLS = [
     ### ✏️ 练习 3.3d：给你自己的骨干加上 attention_mask
 
     上面的左 padding 要骨干的 `forward` 收 `attention_mask`。课程的骨干 `diy.DIYModel` 有；0.4 导出的 `DIYModel.py` 只认右 padding 的
-    `seq_lengths`（0.4 说「第三步 3.3 会讲」，就是这里）。用你自己的骨干（`DIY_BACKBONE`）学到这里，写完这个练习它就有了；
+    `seq_lengths`（0.4 的符合性检查里 ⚠️ 的那一项就是它）。用你自己的骨干（`DIY_BACKBONE`）学到这里，写完这个练习它就有了；
     用课程的骨干，自检照样检查你写的（只是不用写进文件）。
 
     写一个子类 `DIYModelWithMask(DIYModel)`（`DIYModel` 是此刻的骨干类，下一格取出来），只重写 `forward`，多一个关键字参数
@@ -516,6 +516,7 @@ CELLS = [
     - 看到重复惩罚怎样改变输出（只压低出现过的 token）以及它的代价；
     - 写出左 padding 和每行自己的位置；说出 RoPE 只看位置差、绝对位置编码的模型却离不开每行自己的位置；
     - 自己写出一个小 `generate`，与 `model.generate` 逐 id 相同；
+    - 给自己的骨干加上 `attention_mask`：每行的位置、看不见 padding 的 mask，带着缓存也对；
     - 用 transformers 在同一份权重上验证：贪心和同种子采样都逐 id 相同。
 
     ## 第三步汇总
