@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import inspect
 import os
+import shlex
 import sys
 import traceback
 from dataclasses import astuple, dataclass
@@ -382,8 +383,8 @@ def describe() -> str:
 # ---------------------------------------------------------------------------------------------
 
 def doctor_command(spec: BackboneSpec) -> str:
-    import shlex
-
+    """The command that prints the whole contract, item by item, for the learner's file (the
+    path quoted when it has spaces)."""
     return f"{DOCTOR} {shlex.quote(str(spec.path))}" + \
         (f":{spec.class_name}" if spec.class_name != DEFAULT_CLASS else "")
 
