@@ -39,9 +39,12 @@ install: $(STAMP)
 # (DIY_BACKBONE, absolute so that every notebook's folder finds it), checked against the
 # contract first (python -m diy.classroom.doctor --backbone; a required item that fails stops here),
 # opened at step 1's first lesson: with a backbone of one's own, step 0 is done.
-BACKBONE_ENV = $(if $(BACKBONE),DIY_BACKBONE="$(abspath $(BACKBONE))")
+# The path made absolute by hand: $(abspath) splits a path with spaces into words. As given when
+# it starts with / or ~ (the course expands ~), else under the folder make runs in.
+BACKBONE_PATH = $(if $(filter /% ~%,$(firstword $(BACKBONE))),$(BACKBONE),$(CURDIR)/$(BACKBONE))
+BACKBONE_ENV = $(if $(BACKBONE),DIY_BACKBONE="$(BACKBONE_PATH)")
 lab: $(STAMP)
-	$(if $(BACKBONE),$(BIN)/python -m diy.classroom.doctor --backbone "$(abspath $(BACKBONE))")
+	$(if $(BACKBONE),$(BIN)/python -m diy.classroom.doctor --backbone "$(BACKBONE_PATH)")
 	$(BACKBONE_ENV) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
 		--LabApp.default_url=/lab/tree/notebooks/$$($(BIN)/python -m diy.classroom.course --first $(if $(BACKBONE),1)).ipynb
 

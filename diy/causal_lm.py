@@ -18,8 +18,10 @@ from .backbone import (
     accepts_attention_mask,
     active,
     build_backbone,
+    doctor_command,
     is_reference,
 )
+from .contract import presents_problem
 from .errors import DIYInputError, describe_value
 from .model import _as_config
 from .validation import check_forward_inputs
@@ -50,27 +52,42 @@ class DIYForCausalLM(nn.Module):
 
     def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
                 is_training=True, attention_mask=None):
+        """logits (B, L, V); with use_cache=True, (logits, presents).
+
+        The backbone gets ``is_training`` = ``self.training``, except on the cached inference
+        path (``use_cache`` or ``past_key_values``), where it is False: ``model.eval();
+        model(ids)`` runs the backbone with is_training=False and ``model.train(); model(ids)``
+        with True. So a backbone works whichever way it reads the flag: only to pick the path
+        (the course's diy.DIYModel: its dropout follows train() / eval()), or for dropout too
+        (the study plan's ``F.dropout(x, p, training=is_training)``). is_training=True with a
+        cache is refused, as the reference backbone refuses it."""
+        cached = use_cache or past_key_values is not None
         kwargs = {}
         if attention_mask is not None:  # a learner's backbone may not know this argument
             kwargs["attention_mask"] = attention_mask
+        past_len = 0
         if not self.is_reference:  # the checks the reference backbone makes itself
             self.check_attention_mask_support(attention_mask)
-            seq_lengths, _, _ = check_forward_inputs(self.config, input_ids, seq_lengths,
-                                                     past_key_values, use_cache, is_training,
-                                                     attention_mask)
+            seq_lengths, past_len, _ = check_forward_inputs(self.config, input_ids, seq_lengths,
+                                                            past_key_values, use_cache,
+                                                            is_training, attention_mask)
+        elif is_training and cached:  # refused with the reference's own message
+            check_forward_inputs(self.config, input_ids, seq_lengths, past_key_values, use_cache,
+                                 is_training, attention_mask)
         out = self.model(input_ids, seq_lengths=seq_lengths, past_key_values=past_key_values,
-                         use_cache=use_cache, is_training=is_training, **kwargs)
+                         use_cache=use_cache, is_training=self.training and not cached, **kwargs)
         if not self.is_reference:
-            self._check_backbone_output(out, input_ids, use_cache)
+            self._check_backbone_output(out, input_ids, use_cache, past_len)
         if use_cache:
             hidden_states, presents = out  # cached inference path
             return self.lm_head(hidden_states), presents  # (B, L, V), one cache per layer
         return self.lm_head(out)  # (B, L, V)
 
-    def _check_backbone_output(self, out, input_ids, use_cache) -> None:
+    def _check_backbone_output(self, out, input_ids, use_cache, past_len=0) -> None:
         """A learner's backbone that breaks the contract gets its own clear error here, not a
-        traceback from lm_head or the generation loop."""
+        traceback from lm_head, the generation loop or the next call's cache check."""
         want = (*input_ids.shape, self.config.hidden_size)
+        fix = ""
         if use_cache:
             problem = None if isinstance(out, (tuple, list)) and len(out) == 2 else \
                 f"use_cache=True 时返回了 {describe_value(out)}，约定是 (hidden_states, presents)"
@@ -82,12 +99,21 @@ class DIYForCausalLM(nn.Module):
         if problem is None and (not isinstance(hidden, torch.Tensor)
                                 or tuple(hidden.shape) != want or hidden.dtype != torch.float32):
             problem = f"hidden_states 是 {describe_value(hidden)}，约定是 {want} 的 float32 张量"
+        if problem is None and use_cache:  # the layout the next call and step 3 read
+            found = presents_problem(out[1], self.config, input_ids.shape[0],
+                                     past_len + input_ids.shape[1])
+            if found is not None:
+                problem, fix = found
         if problem is not None:
             name = self.backbone_name
+            spec = self.backbone_spec
+            doctor = doctor_command(spec) if spec else \
+                "python -m diy.classroom.doctor --backbone 你的文件"
+            item = "缓存路径" if use_cache else "训练路径"  # the contract's item (diy/contract.py)
             raise DIYBackboneError(
-                f"你的骨干 {name} 的 forward {problem}。",
-                "改 forward 的返回值；python -m diy.classroom.doctor --backbone 你的文件 "
-                "逐项检查整个约定。",
+                f"你的骨干 {name} 不符合约定的「{item}」：forward {problem}。",
+                (f"{fix.rstrip('。')}。" if fix else "改 forward 的返回值。")
+                + f"逐项检查整个约定：{doctor}",
                 f"backbone {name}: {problem}")
 
     def check_attention_mask_support(self, attention_mask) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
-import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -87,23 +87,32 @@ def _backbone_label(made_by: dict | None, reference: str = "课程的参考实�
     return reference if made_by is None else f"{made_by['file']}:{made_by['class']}"
 
 
-def _check_backbone(folder: Path) -> bool:
-    """The checkpoint's backbone (config.json's diy_backbone) must be the one running now (by
-    file and class name). Returns False when that file has changed since the save."""
+def _backbone_change(folder: Path) -> tuple[dict | None, str | None]:
+    """(the backbone the checkpoint was saved with, None for the course's reference; and what
+    differs from the one running now, in one Chinese phrase, or None when it is the same model:
+    the same file content and class, wherever the file now lives)."""
     saved = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get(BACKBONE_KEY)
     now = backbone.record(backbone.active())
-    same = (saved is None) == (now is None) and (
-        saved is None or (saved.get("file"), saved.get("class")) == (now["file"], now["class"]))
-    if not same:
-        how = (f"设置 {backbone.ENV}=你的/{saved['file']}:{saved['class']}（命令行：--backbone "
-               f"你的/{saved['file']}:{saved['class']}）再加载"
-               if saved is not None else f"去掉 {backbone.ENV}（用课程的参考骨干）再加载")
-        _refuse(f"检查点 {folder} 是用骨干 {_backbone_label(saved)} 训练的，"
-                f"现在运行的骨干是 {_backbone_label(now)}：两者的参数对不上。",
-                f"{how}；或者用现在的骨干重新训练一个。",
-                f"the checkpoint was made with backbone {_backbone_label(saved, 'diy.DIYModel')}, "
-                f"the running one is {_backbone_label(now, 'diy.DIYModel')}.")
-    return saved is None or saved.get("sha256") == now["sha256"]
+    if saved is None and now is None:
+        return saved, None
+    if saved is not None and now is not None and saved.get("class") == now["class"] \
+            and saved.get("sha256") == now["sha256"]:
+        return saved, None  # the same content (perhaps moved or renamed): the same model
+    if saved is not None and now is not None and \
+            (saved.get("file"), saved.get("class")) == (now["file"], now["class"]):
+        return saved, (f"骨干文件 {now['file']} 在保存这个检查点之后改过"
+                       f"（内容哈希 {str(saved.get('sha256'))[:8]} → {now['sha256'][:8]}）")
+    def label(made_by):
+        return _backbone_label(made_by) + \
+            (f"（内容哈希 {str(made_by.get('sha256'))[:8]}）" if made_by else "")
+    return saved, f"保存时的骨干是 {label(saved)}，现在运行的是 {label(now)}"
+
+
+def _how_to_match(saved: dict | None) -> str:
+    if saved is None:
+        return f"去掉 {backbone.ENV}（用课程的参考骨干）再加载"
+    return (f"设置 {backbone.ENV}=你的/{saved['file']}:{saved['class']}（命令行：--backbone "
+            f"你的/{saved['file']}:{saved['class']}）再加载")
 
 
 def load(cls, folder, config: DIYConfig | None = None):
@@ -145,25 +154,28 @@ def load(cls, folder, config: DIYConfig | None = None):
         _refuse(f"{weights} 和 {CONFIG_NAME} 来自两次不同的保存（配置对不上）。",
                 "重新保存这个检查点；不要从不同的检查点里混拷文件。",
                 f"{WEIGHTS_NAME} and {CONFIG_NAME} come from different saves.")
-    same_backbone_file = _check_backbone(folder)
+    made_by, change = _backbone_change(folder)
     model = cls(saved)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:
         wrong = sorted(set(expected) ^ set(found)) or \
             [n for n in expected if expected[n] != found[n]]
-        if not same_backbone_file:
-            _refuse(f"{weights} 里的参数与现在的骨干不符（例如 {', '.join(wrong[:3])}）："
-                    "骨干文件在保存这个检查点之后改过。",
-                    "用现在的骨干重新训练、保存；或者把骨干文件改回保存时的样子。",
-                    f"the weights do not fit (e.g. {', '.join(wrong[:3])}): the backbone file "
-                    "changed after this checkpoint was saved.")
+        if change is not None:
+            changed_file = change.startswith("骨干文件")
+            _refuse(f"检查点 {folder}：{change}，两者的参数对不上（例如 {', '.join(wrong[:3])}）。",
+                    ("用现在的骨干重新训练、保存；或者把骨干文件改回保存时的样子。" if changed_file
+                     else f"{_how_to_match(made_by)}；或者用现在的骨干重新训练一个。"),
+                    "the checkpoint was saved with backbone "
+                    f"{_backbone_label(made_by, 'diy.DIYModel')}; its weights do not fit the "
+                    f"running one (e.g. {', '.join(wrong[:3])}).")
         _refuse(f"{weights} 里的参数与配置描述的模型不符（例如 {', '.join(wrong[:3])}）。",
                 "这不是 DIYForCausalLM 的检查点，或文件被改过；重新保存。",
                 f"the weights do not fit the config (e.g. {', '.join(wrong[:3])}).")
     model.load_state_dict(state, strict=True)
-    if not same_backbone_file:  # same names and shapes, perhaps other maths: say so, load
-        warnings.warn(f"{folder}：骨干文件在保存这个检查点之后改过，参数照样装上了，"
-                      "但输出可能和保存时不同。(the backbone file changed since the save)",
-                      stacklevel=3)
+    if change is not None:  # the same names and shapes, perhaps other maths: say so, load
+        print(f"⚠️ 检查点 {folder}：{change}。参数的名字和形状都对得上，照样装上了；"
+              "但两者的计算不一定相同，输出可能和保存时不一样（不想要这个提示：用现在的骨干重新训练、保存）。"
+              "(English: saved with another backbone; its parameters fit and were loaded.)",
+              file=sys.stderr)
     return model.eval()

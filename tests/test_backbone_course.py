@@ -245,9 +245,17 @@ def test_every_self_check_of_steps_1_to_3_passes_the_reference_on_the_learners_b
 ])
 def test_a_contract_breach_at_run_time_is_named_not_a_traceback(monkeypatch, broken, use_cache,
                                                                 words):
+    """Refused where the backbone is first built; and should a breach show only later (a
+    backbone that behaves on the first build's inputs), where its output is checked."""
+    from diy import backbone
     from diy.backbone import DIYBackboneError
 
     monkeypatch.setenv(ENV, f"{GPT2}:{broken}")
+    with pytest.raises(DIYBackboneError) as caught:
+        DIYForCausalLM(SMALL)
+    assert "gpt2_style.py" in caught.value.problem and "diy.classroom.doctor --backbone" in \
+        caught.value.fix
+    monkeypatch.setattr(backbone, "check_contract", lambda *args: None)
     model = DIYForCausalLM(SMALL).eval()
     for batch in (1, 2):  # a batch of 2 once split into "hidden" and "presents" unnoticed
         with pytest.raises(DIYBackboneError) as caught:
@@ -281,20 +289,23 @@ def test_a_missing_backbone_file_is_a_clear_error_everywhere(tmp_path, monkeypat
             call()
 
 
-def test_a_checkpoint_saved_before_the_file_changed(tmp_path, monkeypatch):
+def test_a_checkpoint_saved_before_the_file_changed(tmp_path, monkeypatch, capsys):
     source = GPT2.read_text(encoding="utf-8")
     path = tmp_path / "DIYModel.py"
     path.write_text(source, encoding="utf-8")
     monkeypatch.setenv(ENV, f"{path}:GPT2Style")
     DIYForCausalLM(SMALL).save_pretrained(tmp_path / "ck")
-    path.write_text(source + "\n# a comment\n", encoding="utf-8")  # same weights: loads, warned
-    with pytest.warns(UserWarning, match="改过"):
-        DIYForCausalLM.from_pretrained(tmp_path / "ck")
+    path.write_text(source + "\n# a comment\n", encoding="utf-8")  # same weights: loads, said
+    DIYForCausalLM.from_pretrained(tmp_path / "ck")
+    said = capsys.readouterr().err  # a course message, not a UserWarning with a source line
+    assert said.startswith("⚠️ 检查点") and "骨干文件 DIYModel.py 在保存这个检查点之后改过" in said
+    assert "UserWarning" not in said and "照样装上了" in said
     path.write_text(source.replace("nn.Linear(hidden_size, 3 * hidden_size)",
                                    "nn.Linear(hidden_size, 3 * hidden_size, bias=False)"),
                     encoding="utf-8")  # other weights: refused, saying why
-    with pytest.raises(DIYInputError, match="骨干文件在保存这个检查点之后改过"):
+    with pytest.raises(DIYInputError, match="在保存这个检查点之后改过") as caught:
         DIYForCausalLM.from_pretrained(tmp_path / "ck")
+    assert "参数对不上" in caught.value.problem and "改回" in caught.value.fix
 
 
 @pytest.mark.parametrize("spec, words", [

@@ -119,12 +119,14 @@ STEPS = (
                    Exercise("3.2a", "check_top_p", ("apply_top_p",)),
                    Exercise("3.2b", "check_sample_next_token", ("sample_next_token",)),
                )),
-        Lesson("step3_3_generate", "3.3", "统一的 generate", "25～30",
+        Lesson("step3_3_generate", "3.3", "统一的 generate", "35～45",
                "`generate`、左 padding 与每行自己的位置编号、自己写一个小 generate（eos、批量）"
-               "并与 `generate` 逐 id 相同、重复惩罚、流式输出、与 transformers 逐 id 相同", (
+               "并与 `generate` 逐 id 相同、给自己的骨干加上 `attention_mask`、重复惩罚、流式输出、"
+               "与 transformers 逐 id 相同", (
                    Exercise("3.3a", "check_left_pad", ("left_pad",)),
                    Exercise("3.3b", "check_position_ids", ("position_ids_from_mask",)),
                    Exercise("3.3c", "check_my_generate", ("my_generate",)),
+                   Exercise("3.3d", "check_forward_with_mask", ("DIYModelWithMask",)),
                )),
     )),
     Step(4, "第四步", "真实语料：在宋词上预训练", (

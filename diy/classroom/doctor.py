@@ -191,10 +191,11 @@ def check_backbone_file(text: str) -> int:
     items = conformance.run(spec)
     for item in items:
         print(item.render())
-    failed = sum(item.required and not item.ok for item in items)
-    warned = sum(not item.required and not item.ok for item in items)
+    failed, skipped = conformance.failures(items)
+    warned = sum(not item.required and not item.ok and not item.because for item in items)
     if failed:
-        print(f"\n{failed} 项必需的约定没有满足：改好之前，课程的第一～三步用不了这个骨干。")
+        also = f"（另有 {skipped} 项因此没有检查，见 ⏭️）" if skipped else ""
+        print(f"\n{failed} 项必需的约定没有满足{also}：改好之前，课程的第一～三步用不了这个骨干。")
     else:
         print("\n符合课程的约定：可以用 DIY_BACKBONE=" + text + " 运行第一～三步"
               + (f"（{warned} 项可选功能用不了，见 ⚠️）" if warned else "") + "。")

@@ -124,3 +124,41 @@ class KwargsMask(GPT2Style):
 class NoSeqLengths(GPT2Style):
     def forward(self, input_ids, past_key_values=None, use_cache=False, is_training=True):
         return super().forward(input_ids, None, past_key_values, use_cache, is_training)
+
+
+# One learner's slip per class, each met with its own message (tests/test_backbone_learners.py).
+
+class StackedCache(GPT2Style):
+    """Keeps each layer's cache as one stacked tensor (2, B, H, T, D): reads it back fine itself
+    (k, v = past unpacks along dim 0), but step 3 reads one (k, v) pair per layer."""
+
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        out = super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)
+        if not use_cache:
+            return out
+        return out[0], [torch.stack(kv) for kv in out[1]]
+
+
+class SwappedOrder(GPT2Style):
+    """The contract's names, in another order: built by position it would be 256 layers of
+    width 2."""
+
+    def __init__(self, vocab_size, hidden_size, num_layers, num_heads, max_seq_len, dropout):
+        super().__init__(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)
+
+
+class AssertsInInit(GPT2Style):
+    def __init__(self, vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout):
+        assert hidden_size // num_heads == 32
+        super().__init__(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)
+
+
+class CrashesWithCache(GPT2Style):
+    """A slip in the cached path only: the past keys are doubled along the wrong dimension."""
+
+    def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False,
+                is_training=True):
+        if past_key_values is not None:
+            past_key_values = [(torch.cat([k, k], dim=3), v) for k, v in past_key_values]
+        return super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)

@@ -272,6 +272,12 @@ CELLS = [
       缓存长度 `past_len` = 第 0 层缓存里 k 的长度（没有缓存时 0）；cos/sin 和 mask 都从 `past_len` 起算；
       第 i 层拿 `past_key_values[i]`；`use_cache=True` 时返回 `(hidden_states, presents)`（每层一个 `(k, v)` 的列表），否则只返回 `hidden_states`。
       `is_training` 只选计算路径，dropout 由 `train()` / `eval()` 决定。
+
+    **dropout 和 `is_training`**：学习计划的训练调用是 `model(input_ids, is_training=True)`，于是有人把 dropout 写成
+    `F.dropout(x, p, training=is_training)`。课程里两种都能用：课程调用骨干时 `is_training` 总是和模式一致（`train()` 时 `True`，
+    `eval()` 和带缓存的推理时 `False`），0.4 的符合性检查和第一～三步都按这个规矩调用。这里按 PyTorch 的惯例写：
+    dropout 只看 `self.training`（`nn.Dropout` 自己就是这样），`is_training` 只选路径——0.4d 的自检检查的是这种写法，
+    所以 eval 下 `is_training` 取什么都不改变输出。
     """),
     exercise(
         solution="""
@@ -375,8 +381,8 @@ CELLS = [
     tokenizer = diy.CharTokenizer()
     input_ids = torch.tensor([tokenizer.encode(diy.load_passage()[:24])])   # (1, 24)
     with torch.no_grad():
-        mine = model(input_ids)
-        theirs_diy = reference(input_ids)
+        mine = model(input_ids, is_training=False)             # eval：is_training 和模式一致
+        theirs_diy = reference(input_ids, is_training=False)
         theirs_llama = llama(input_ids=input_ids).last_hidden_state
     print("hidden_states:", tuple(mine.shape), mine.dtype)
     print("与 diy.DIYModel 相同（< 1e-5）:", torch.allclose(mine, theirs_diy, atol=1e-5))
@@ -396,7 +402,7 @@ CELLS = [
             pieces.append(hidden)
         print("presents:", len(presents), "层，第 0 层 k", tuple(presents[0][0].shape))
         print("带缓存 ≡ 一次算完（< 1e-5）:", torch.allclose(torch.cat(pieces, dim=1), mine, atol=1e-5))
-        print("eval 下两次相同:", torch.equal(model(input_ids), model(input_ids)))
+        print("eval 下两次相同:", torch.equal(model(input_ids, is_training=False), model(input_ids, is_training=False)))
         model.train()
         print("train 下两次相同:", torch.equal(model(input_ids), model(input_ids)))
     """),
@@ -441,7 +447,8 @@ CELLS = [
     ## 13. 课程的符合性检查
 
     后面三步对骨干网络的全部要求（构造、训练路径、缓存路径、因果、padding、cache ≡ no cache、dropout、梯度、最长序列），
-    用课程的短文逐项检查你的文件。✅ 是必须满足的；⚠️ 是可选的：`attention_mask`（左 padding 的批量生成，第三步 3.3 会讲）你还没有做。
+    用课程的短文逐项检查你的文件。✅ 是必须满足的；⚠️ 是可选的：`attention_mask`（左 padding 的批量生成）你还没有做——
+    第三步 3.3 讲左 padding，它的练习 3.3d 带你把 `attention_mask` 加进这个文件，之后 3.3 的每一段都能在你的骨干上跑。
     """),
     code("""
     from diy.backbone import BackboneSpec

@@ -19,8 +19,26 @@ CELLS = [
     ## 0. 准备：导入与超参数
 
     `diy` 是课程的共享包，骨干网络 `DIYModel` 就在里面（embedding → transformer blocks → final norm）。
-    如果你在第零步搭了自己的 `DIYModel.py`（或早就有一个），设置 `DIY_BACKBONE` 后这里和后面每一课都用你的类
-    （见 README「已经有自己的 DIYModel？」）；下面打印的一行会说明此刻用的是哪一个。
+
+    **用你自己的 `DIYModel.py`**（0.4 导出的，或你早就有的）：要在**启动 JupyterLab 之前**告诉课程它在哪里。关掉 JupyterLab，
+    在仓库根目录运行 `make lab BACKBONE=notebooks/DIYModel.py`（类名不是 `DIYModel` 时写 `文件:类名`）：它先用课程的短文逐项检查
+    你的文件（和 `.venv/bin/python -m diy.classroom.doctor --backbone notebooks/DIYModel.py` 一样，有 ❌ 就停下），再设好
+    `DIY_BACKBONE` 打开这一课（没有 make：先把环境变量 `DIY_BACKBONE` 设成文件的完整路径，再启动 JupyterLab）。
+    在已经打开的 notebook 里改环境变量没有用：kernel 启动时就读好了。下面打印的一行说明此刻用的是哪一个骨干；
+    你的文件不符合约定时，这一格就会说是哪一项、怎么改。
+
+    第一～三步对骨干的全部要求：
+    - `DIYModel(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)`：六个**按位置**传的参数，就是这个顺序；
+    - `forward(input_ids, seq_lengths=None, past_key_values=None, use_cache=False, is_training=True)` 返回 `(B, L, hidden_size)`
+      的 float32 `hidden_states`；`is_training=False, use_cache=True` 时返回 `(hidden_states, presents)`，`presents` 是每层一个
+      `(k, v)`，各 `(B, num_heads, 长度, head_dim)`，能原样作为 `past_key_values` 传回；
+    - **dropout 和 `is_training`**：`is_training` 选计算路径（整段一次算，还是推理、可以带缓存）；dropout 必须在 `model.eval()`
+      之后关掉。课程的参考骨干让 dropout 只看 `model.train()` / `model.eval()`（`nn.Dropout`，或 `training=self.training`），
+      这是 PyTorch 的惯例，也是 0.3、0.4 教的写法。学习计划里的 `F.dropout(x, p, training=is_training)` 也能用：课程调用骨干时，
+      `is_training` 总是和模式一致——`train()` 时 `True`，`eval()` 时（包括带缓存的推理）`False`（1.3 的最后演示课程的
+      `DIYForCausalLM` 怎样做到这一点）。你自己调用骨干时也守这个规矩：训练 `model.train()` + `is_training=True`，
+      评估和生成 `model.eval()` + `is_training=False`。
+
     固定随机种子，这样你每次运行看到的数字都一样。
     """),
     code("""
@@ -76,8 +94,8 @@ CELLS = [
     md("""
     ## 3. 骨干网络前向：得到 hidden_states
 
-    `is_training=True` 走训练路径：一次处理整条序列，返回一个张量。
-    （dropout 由 `model.train()` / `model.eval()` 控制，和 `is_training` 无关；新建的模型默认是 train 模式。）
+    `is_training=True` 走训练路径：一次处理整条序列，返回一个张量。新建的模型默认是 train 模式，正好和 `is_training=True` 一致
+    （课程的骨干里 dropout 由 `model.train()` / `model.eval()` 控制，`is_training` 只选路径）。
     """),
     code("""
     hidden_states = model(input_ids, is_training=True)  # (B, L, hidden_size)

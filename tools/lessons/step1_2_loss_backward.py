@@ -291,7 +291,7 @@ CELLS = [
     model.eval()
     with torch.no_grad():
         big_ids = torch.randint(1, vocab_size, (16, 128))                 # (16, 128)
-        big_logits = lm_head(model(big_ids, is_training=True))            # (16, 128, V)
+        big_logits = lm_head(model(big_ids, is_training=False))           # (16, 128, V)；eval 就传 False
         big_loss = next_token_loss(big_logits, big_ids, padding_id)
     model.train()
     print(f"16×128 个随机 token 上的平均 loss = {big_loss.item():.4f}")
@@ -359,7 +359,7 @@ CELLS = [
     def evaluate_loss():
         model.eval()
         with torch.no_grad():
-            hidden = model(input_ids, seq_lengths=seq_lengths, is_training=True)
+            hidden = model(input_ids, seq_lengths=seq_lengths, is_training=False)   # eval 就传 False
             value = next_token_loss(lm_head(hidden), input_ids, padding_id).item()
         model.train()
         return value
@@ -383,7 +383,7 @@ CELLS = [
     """),
     code("""
     model.eval()
-    check_logits = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=True))   # eval 模式，可重复
+    check_logits = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=False))  # eval 模式，可重复
     flat_logits = check_logits[:, :-1].reshape(-1, vocab_size)
     flat_labels = input_ids[:, 1:].reshape(-1)
     right = F.cross_entropy(flat_logits, flat_labels, ignore_index=padding_id)

@@ -95,7 +95,7 @@ CELLS = [
     重建 1.2 的骨干和 `lm_head`（同样的种子、同样带 padding 的 batch），把它们的权重拷进 `clm`。
     **`state_dict`** 是模型所有参数（和缓冲区）按名字组成的字典，比如 `model.embed_tokens.weight` → 张量；
     保存、加载、拷贝权重都用它。1.2 的骨干的键只要加上前缀 `model.`，再加上 `lm_head.weight`，`strict=True` 保证一个不多、一个不少。
-    两边都切到 eval 模式关掉 dropout，这样前向是确定的，可以逐元素比较。
+    两边都切到 eval 模式关掉 dropout（调用时也传 `is_training=False`：和模式一致，见 1.1 开头），这样前向是确定的，可以逐元素比较。
     """),
     code("""
     torch.manual_seed(0)
@@ -125,8 +125,8 @@ CELLS = [
     model.eval()
     lm_head.eval()
     clm.eval()
-    logits_12 = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=True))  # 1.2 的做法
-    logits_13 = clm(input_ids, seq_lengths=seq_lengths, is_training=True)            # 1.3 的做法
+    logits_12 = lm_head(model(input_ids, seq_lengths=seq_lengths, is_training=False))  # 1.2 的做法（eval 就传 False）
+    logits_13 = clm(input_ids, seq_lengths=seq_lengths, is_training=False)            # 1.3 的做法
     loss_12 = next_token_loss(logits_12, input_ids, padding_id)
     loss_13 = next_token_loss(logits_13, input_ids, padding_id)
     print("logits 形状:", tuple(logits_13.shape))
@@ -190,7 +190,7 @@ CELLS = [
     def eval_loss():
         clm.eval()
         with torch.no_grad():
-            return causal_lm_loss(clm(input_ids, seq_lengths=seq_lengths), labels).item()
+            return causal_lm_loss(clm(input_ids, seq_lengths=seq_lengths, is_training=False), labels).item()
 
     before = eval_loss()
     clm.train()
@@ -200,6 +200,30 @@ CELLS = [
     optimizer.step()
     after = eval_loss()
     print(f"更新前 {before:.4f} → 更新后 {after:.4f}，下降了: {after < before}")
+    """),
+    md("""
+    ## 6. 课程的 DIYForCausalLM：交给骨干的 is_training 跟着 train() / eval() 走
+
+    从第二步起，训练和生成用的是 `diy` 包里课程自己的 `DIYForCausalLM`。它和你写的只差一件事：交给骨干的 `is_training`
+    不照抄调用方，而是跟着模式走——`train()` 时 `True`，`eval()` 时 `False`，带缓存（推理路径）时总是 `False`。
+    所以第二步的 `evaluate` 里 `model.eval()` 之后直接 `model(input_ids)` 就行，不管骨干的 dropout 看的是 `self.training`
+    还是 `is_training`（1.1 开头说的两种写法）。在骨干上挂一个 forward 之前的钩子，看它收到了什么：
+    """),
+    code("""
+    from diy import DIYForCausalLM as CourseCausalLM
+
+    course_clm = CourseCausalLM(vocab_size, num_layers, hidden_size, num_heads, max_seq_len, dropout)
+    received = []
+    course_clm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: received.append((module.training, kwargs["is_training"])), with_kwargs=True)
+    with torch.no_grad():
+        course_clm.train()(input_ids)
+        course_clm.eval()(input_ids)
+        course_clm.eval()(input_ids, is_training=True)            # 调用方写了 True：骨干收到的仍然跟着模式
+        course_clm.eval()(prompt, use_cache=True, is_training=False)
+    calls = ["train() 后 model(x)", "eval() 后 model(x)", "eval() 后 model(x, is_training=True)", "eval() 后带缓存"]
+    for call, (training, flag) in zip(calls, received, strict=True):
+        print(f"{call:<36} 骨干的 training={training}，收到 is_training={flag}")
     """),
     md("""
     ## 先猜一猜，再运行
@@ -216,11 +240,11 @@ CELLS = [
     with torch.no_grad():
         logits_c, presents_c = clm(prompt, use_cache=True, is_training=False)
         step_c, _ = clm(next_id, past_key_values=presents_c, use_cache=True, is_training=False)
-        full_c = clm(torch.cat([prompt, next_id], dim=1), is_training=False)
+        full_c = clm(torch.cat([prompt, next_id], dim=1), is_training=True)   # train 模式的整段：训练路径
     print("2. train 模式下缓存与整段重算一致:", torch.allclose(step_c[:, -1], full_c[:, -1], atol=1e-5))
     clm.eval()
     try:
-        causal_lm_loss(clm(input_ids), labels[:, 1:])
+        causal_lm_loss(clm(input_ids, is_training=False), labels[:, 1:])
         print("3. 没有报错")
     except Exception as error:
         print("3. 报错了：形状对不上 →", type(error).__name__)

@@ -13,6 +13,7 @@ CELLS = [
     - [ ] 看到重复惩罚改变了输出，并说出它是怎么改的；
     - [ ] 说出批量生成为什么要在**左侧** padding，写出 `left_pad` 和每行自己的位置编号，并说出位置编号对 RoPE 和对绝对位置编码的模型各意味着什么；
     - [ ] 自己写一个小 `generate`（prefill、每步挑一个、遇到 eos 的行停下、返回提示词 + 新 token），与 `model.generate` 逐 id 相同；
+    - [ ] 给自己的骨干加上 `attention_mask`（3.3d）：左 padding 的行和它单独运行时相同，带缓存也一样；
     - [ ] 流式输出：每生成一个 token 就交出去；
     - [ ] 同一份权重装进 `transformers.LlamaForCausalLM`，贪心和同一随机种子下的采样都逐 id 相同。
     """),
@@ -267,14 +268,16 @@ CELLS = [
     **这些位置有多重要？先猜一猜，再运行**：把上面的 batch 送进模型，每一行真实 token 的 logits 和它单独运行时相同吗？
     如果不用每行自己的位置、而是整个 batch 都从 0 数到 7 呢？
 
-    下面的 `forward_with_positions` 就是课程模型的前向，只是位置编号从外面给（`diy/model.py` 里是用同一个公式算的）：
+    下面的 `forward_with_positions` 就是骨干的前向（没有缓存），只是位置编号从外面给（`diy/model.py` 里是用同一个公式算的）。
+    它只用 0.4 的零件（`embed_tokens`、`layers`、`norm`、RoPE 表 `rotary.cos` / `rotary.sin`），所以你 0.4 导出的骨干也能跑：
     """),
     code("""
     def forward_with_positions(model, input_ids, attention_mask, position_ids):
-        \"\"\"课程模型的前向，位置编号从外面给：(B, L) → logits (B, L, V)。\"\"\"
+        \"\"\"骨干的前向（没有缓存），位置编号从外面给：(B, L) → logits (B, L, V)。\"\"\"
         backbone = model.model
         x = backbone.embed_tokens(input_ids)                                     # (B, L, C)
-        cos, sin = backbone.rotary.at(position_ids)                              # (B, 1, L, D)
+        cos = backbone.rotary.cos[position_ids][:, None]                         # (B, 1, L, D)：每行按自己的位置取
+        sin = backbone.rotary.sin[position_ids][:, None]
         mask = left_padding_mask(attention_mask.bool(), 0, input_ids.shape[1])  # 真实 token 不看 padding
         for layer in backbone.layers:
             x, _ = layer(x, cos, sin, mask, None)
@@ -298,7 +301,7 @@ CELLS = [
     own = position_ids_from_mask(attention_mask)
     counted = torch.arange(input_ids.shape[1]).expand_as(input_ids)              # 每行都从 0 数到 7
     print("每行自己的位置:", own.tolist())
-    if supports(model, "course_internals"):  # 用 DIY_BACKBONE 换了骨干时跳过（它没有这些零件）
+    if supports(model, "0.4_parts"):  # 骨干没有 0.4 的这些零件（DIY_BACKBONE 换成了别的结构）时跳过
         print("课程模型（RoPE）：每行自己的位置，各行与单独运行相同:", rows_equal_alone(course, input_ids, attention_mask, own))
         print("课程模型（RoPE）：都从 0 数，      各行与单独运行相同:", rows_equal_alone(course, input_ids, attention_mask, counted))
     """),
@@ -380,6 +383,86 @@ CELLS = [
     check("""
     # 自检：运行后看 ✅ / ⏳ / ❌
     my_generate = check_my_generate(my_generate)
+    """),
+    md("""
+    ### ✏️ 练习 3.3d：给你自己的骨干加上 attention_mask
+
+    上面的左 padding 要骨干的 `forward` 收 `attention_mask`。课程的骨干 `diy.DIYModel` 有；0.4 导出的 `DIYModel.py` 只认右 padding 的
+    `seq_lengths`（0.4 的符合性检查里 ⚠️ 的那一项就是它）。用你自己的骨干（`DIY_BACKBONE`）学到这里，写完这个练习它就有了；
+    用课程的骨干，自检照样检查你写的（只是不用写进文件）。
+
+    写一个子类 `DIYModelWithMask(DIYModel)`（`DIYModel` 是此刻的骨干类，下一格取出来），只重写 `forward`，多一个关键字参数
+    `attention_mask=None`：
+    - `attention_mask` 是 None：原样交给 `super().forward(...)`——训练、右 padding、一次一条的生成都不变；
+    - 否则它是 `(B, P + L)` 的 0/1（P 是缓存里已有的长度，L 是这次新送进来的 token 数）。第 4 节的 `forward_with_positions`
+      是没有缓存时的做法；这里位置、cos/sin 和 mask 都要**接着缓存**算，每层还要拿自己的 `past_key_values[i]`，
+      `use_cache=True` 时返回 `(hidden_states, presents)`。
+
+    不变量：只算新的 L 个 token；3.3b 的 `position_ids_from_mask(attention_mask)` 给的是全部 P + L 个位置；
+    `left_padding_mask(key_mask, past_len, length)` 的行是新 token、列是缓存加新 token。
+    自检先整批 prefill，再一次喂 2 个、再喂 1 个新 token，每次在 mask 右边接上 1，和每一行单独一次算完比较。
+
+    提示：`past_len` 从缓存的哪一维读？新 token 的位置是 `position_ids_from_mask(...)` 的哪几列？
+    """),
+    code("""
+    from diy.backbone import backbone_class
+    from diy.classroom.checks import check_forward_with_mask
+    from diy.classroom.checks.backbone_mask import add_attention_mask
+
+    DIYModel = backbone_class()  # 此刻的骨干类：你的 DIYModel.py（DIY_BACKBONE），或课程的 diy.DIYModel
+    print(describe())
+    """),
+    exercise(
+        solution="""
+        # ✏️ 练习 3.3d
+        class DIYModelWithMask(DIYModel):
+            \"\"\"你的骨干，加上 attention_mask（左 padding）：每行的位置从自己的第一个真实 token 数起，padding 谁也看不见。\"\"\"
+
+            def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False, is_training=True,
+                        attention_mask=None):
+                if attention_mask is None:                                          # 没有左 padding：原来的前向
+                    return super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)
+                B, L = input_ids.shape
+                past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+                positions = position_ids_from_mask(attention_mask)[:, past_len:]       # (B, L)：只要新 token 的
+                cos = self.rotary.cos[positions][:, None]                              # (B, 1, L, D)
+                sin = self.rotary.sin[positions][:, None]
+                mask = left_padding_mask(attention_mask.bool(), past_len, L)           # (B, 1, L, P+L)
+                x = self.embed_tokens(input_ids)                                       # (B, L, C)
+                presents = []
+                for i, layer in enumerate(self.layers):
+                    past_kv = None if past_key_values is None else past_key_values[i]
+                    x, present = layer(x, cos, sin, mask, past_kv)
+                    presents.append(present)
+                hidden_states = self.norm(x)                                           # (B, L, C)
+                return (hidden_states, presents) if use_cache else hidden_states
+        """,
+        stub="""
+        # ✏️ 练习 3.3d
+        class DIYModelWithMask(DIYModel):
+            \"\"\"你的骨干，加上 attention_mask（左 padding）：每行的位置从自己的第一个真实 token 数起，padding 谁也看不见。\"\"\"
+
+            def forward(self, input_ids, seq_lengths=None, past_key_values=None, use_cache=False, is_training=True,
+                        attention_mask=None):
+                if attention_mask is None:                                          # 没有左 padding：原来的前向
+                    return super().forward(input_ids, seq_lengths, past_key_values, use_cache, is_training)
+                raise NotImplementedError("✏️ past_len → 新 token 的位置 → cos/sin → mask → 逐层（带各自的缓存）→ norm")
+        """,
+    ),
+    check("""
+    # 自检：运行后看 ✅ / ⏳ / ❌
+    DIYModelWithMask = check_forward_with_mask(DIYModelWithMask)
+    """),
+    md("""
+    自检 ✅ 之后，下一格把它（连同 3.3b 的 `position_ids_from_mask`）追加到你的 `DIYModel.py` 末尾，并让文件里的 `DIYModel`
+    指向它（再运行会替换上次追加的那一段）；然后重新读一次 2.3 的模型：骨干文件改过了，会提示一句，参数照样装上
+    （没有 2.3 的检查点时，课程模型要按新文件重新训练一次，十几秒）。用课程的骨干时，这一格什么也不写。
+    """),
+    code("""
+    if add_attention_mask(position_ids_from_mask, DIYModelWithMask):
+        model, which = step3_model()           # 重新读：骨干类换成了加上 attention_mask 的那个
+        print("这一节用的模型:", which)
+    print("现在的骨干收 attention_mask:", supports(model, "attention_mask"))
     """),
     md("""
     **先猜一猜，再运行**：你的 `my_generate` 和 `model.generate` 逐 id 相同吗？贪心、左 padding 的 batch、遇到 eos 停下、同一个种子的采样，四种都试：
@@ -473,6 +556,7 @@ CELLS = [
     - 看到重复惩罚怎样改变输出（只压低出现过的 token）以及它的代价；
     - 写出左 padding 和每行自己的位置；说出 RoPE 只看位置差、绝对位置编码的模型却离不开每行自己的位置；
     - 自己写出一个小 `generate`，与 `model.generate` 逐 id 相同；
+    - 给自己的骨干加上 `attention_mask`：每行的位置、看不见 padding 的 mask，带着缓存也对；
     - 用 transformers 在同一份权重上验证：贪心和同种子采样都逐 id 相同。
 
     ## 第三步汇总

@@ -7,13 +7,15 @@ should use (yours when it passed, the reference otherwise).
 
 One module per lesson or idea: norm (0.1), rope (0.2), attention (0.3), decoder and diy_model
 (0.4; export writes the learner's DIYModel.py), lm_head (1.1), loss (1.2), causal_lm (1.3),
-batches (2.1), training (2.2), greedy (2.3), cached_greedy (3.1), sampling (3.2), batched (3.3),
-bpe and stream (4.1), recipe (4.2), learned (4.3).
+batches (2.1), training (2.2), greedy (2.3), cached_greedy (3.1), sampling (3.2), batched (3.3;
+backbone_mask: 3.3d, attention_mask added to the learner's own backbone), bpe and stream (4.1),
+recipe (4.2), learned (4.3).
 """
 
 from ..course import EXERCISES
 from . import ipython_hints
 from .attention import check_attention, check_causal_mask
+from .backbone_mask import check_forward_with_mask
 from .batched import check_left_pad, check_my_generate, check_position_ids
 from .batches import check_get_batch
 from .bpe import check_bpe_codec, check_bpe_merge
@@ -41,9 +43,9 @@ __all__ = ["check_rms_norm", "check_rotary", "check_apply_rotary", "check_causal
            "check_train_loop",
            "check_greedy_continue", "check_greedy_no_cache", "check_greedy_with_cache",
            "check_top_p", "check_sample_next_token", "check_left_pad", "check_position_ids",
-           "check_my_generate", "check_bpe_merge", "check_bpe_codec", "check_stream_batch",
-           "check_lr_schedule", "check_accumulation", "check_line_log_prob", "check_meter",
-           "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
+           "check_my_generate", "check_forward_with_mask", "check_bpe_merge", "check_bpe_codec",
+           "check_stream_batch", "check_lr_schedule", "check_accumulation", "check_line_log_prob",
+           "check_meter", "CheckResult", "PASS", "TODO", "FAIL", "check_function"]
 
 
 def check_function(exercise_id: str):

@@ -49,7 +49,8 @@ def check_causal_lm(cls):
         state["logits_only"] = check_cached_path(clm, reference)
         course = construct(cls, COURSE)
         check_structure(course, COURSE)
-        logits = call_learner(course.eval(), torch.randint(0, 6400, (2, 10)), name="forward")
+        logits = call_learner(course.eval(), torch.randint(0, 6400, (2, 10)), is_training=False,
+                              name="forward")
         if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, 10, 6400):
             raise Failed(f"课程配置下 logits 应为 (2, 10, 6400)，得到 {describe_value(logits)}。",
                          "不要在类里写死任何尺寸，全部用构造函数的参数。")
@@ -150,8 +151,10 @@ PASS_THROUGH_FIX = ("把 forward 的参数全部原样传给骨干：self.model(
 
 def check_training_path(clm, reference) -> None:
     input_ids = torch.randint(0, 97, (3, 6))
+    clm.train(), reference.train()  # the default is_training=True goes with train() (dropout 0)
     out = forward(clm, input_ids)
     expected = reference(input_ids)
+    clm.eval(), reference.eval()
     if isinstance(out, tuple):
         raise Failed("训练路径（默认参数）返回了 tuple；应只返回 logits。",
                      "只有 use_cache=True 时才返回 (logits, presents)，否则 return logits。")
@@ -175,14 +178,17 @@ def check_seq_lengths_passed(clm, reference) -> None:
     input_ids = torch.randint(1, 97, (2, 8))
     input_ids[1, 5:] = 0
     seq_lengths = torch.tensor([8, 5])
+    clm.train(), reference.train()  # the default is_training=True goes with train() (dropout 0)
     out = forward(clm, input_ids, seq_lengths=seq_lengths)
     if not isinstance(out, torch.Tensor):
         raise Failed(f"传入 seq_lengths 时 forward 返回了 {describe_value(out)}，应返回 logits 张量。",
                      PASS_THROUGH_FIX)
     expected = reference(input_ids, seq_lengths=seq_lengths)
+    unpadded = reference(input_ids)
+    clm.eval(), reference.eval()
     if torch.allclose(out, expected, atol=1e-5):
         return
-    if torch.allclose(out, reference(input_ids), atol=1e-5):
+    if torch.allclose(out, unpadded, atol=1e-5):
         raise Failed("seq_lengths 没有传给 self.model：padding 位置的输出与传了 seq_lengths 时不同。",
                      PASS_THROUGH_FIX)
     raise Failed("传入 seq_lengths 时 logits 与参考实现不一致。", PASS_THROUGH_FIX)

@@ -72,10 +72,12 @@ def check_head(build_lm_head, config: DIYConfig) -> nn.Linear:
 def check_forward(forward_to_logits, config: DIYConfig, batch: int, length: int) -> None:
     B, L, C, V = batch, length, config.hidden_size, config.vocab_size
     torch.manual_seed(0)
-    model = build_active_backbone(config).eval()
+    # train mode, as the training path is called (is_training=True with model.train(): a
+    # backbone whose dropout follows is_training reads it the same way); dropout 0: repeatable
+    model = build_active_backbone(config).train()
     head = reference_build_lm_head(C, V)
     input_ids = torch.randint(0, V, (B, L))
-    expected_hidden = model(input_ids)
+    expected_hidden = model(input_ids, is_training=True)
     expected_logits = head(expected_hidden)
 
     out = call_learner(forward_to_logits, model, head, input_ids, name="forward_to_logits",
