@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from diy.hf import to_llama_for_causal_lm
-from diy.pretrain_data import songci_data
 from diy.pretraining import PretrainConfig, make_optimizer, pretrain_model, training_step
+from diy.pretraining.songci import songci_data
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 Write your own in notebook 1.3 first; later steps (training, generation) import this one.
 The backbone is the course's ``diy.DIYModel``, or the learner's own class when
-``DIY_BACKBONE=path/to/DIYModel.py[:ClassName]`` is set (diy/backbone.py).
+``DIY_BACKBONE=path/to/DIYModel.py[:ClassName]`` is set (diy/backbone/__init__.py).
 Checkpoints use Hugging Face's method names: `save_pretrained(folder)` / `from_pretrained(folder)`
 (config.json + model.safetensors, see diy/checkpoint.py).
 """
@@ -21,7 +21,7 @@ from .backbone import (
     doctor_command,
     is_reference,
 )
-from .contract import presents_problem
+from .backbone.contract import presents_problem
 from .errors import DIYInputError, describe_value
 from .model import _as_config
 from .validation import check_forward_inputs
@@ -109,7 +109,7 @@ class DIYForCausalLM(nn.Module):
             spec = self.backbone_spec
             doctor = doctor_command(spec) if spec else \
                 "python -m diy.classroom.doctor --backbone 你的文件"
-            item = "缓存路径" if use_cache else "训练路径"  # the contract's item (diy/contract.py)
+            item = "缓存路径" if use_cache else "训练路径"  # the item (diy/backbone/contract.py)
             raise DIYBackboneError(
                 f"你的骨干 {name} 不符合约定的「{item}」：forward {problem}。",
                 (f"{fix.rstrip('。')}。" if fix else "改 forward 的返回值。")

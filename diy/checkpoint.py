@@ -7,6 +7,13 @@ Each file is written to a temporary file in the same folder and renamed into pla
 interrupted save leaves the previous checkpoint (or none), never half a file. The weights file
 also records the config it was saved with; loading compares the two, so a folder whose files
 come from two different saves is refused instead of loaded wrongly.
+
+The same file holds diy's other writes to disk: ``write_atomically`` (every file diy saves,
+tokenizers and token streams included) and the cache folder (``cache_folder``: ``$DIY_CACHE``,
+else ``$XDG_CACHE_HOME/diy-llm``, else ``~/.cache/diy-llm``) where what is computed once is kept
+— the course model, the course runs, step 4's packed token streams — each entry named by a
+fingerprint of what it was made from, and ``exclusive``, the lock that makes one process compute
+an entry while the others wait.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,6 +32,36 @@ from .errors import DIYConfigError, DIYInputError
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 BACKBONE_KEY = "diy_backbone"  # in config.json, only for a learner's backbone (DIY_BACKBONE)
+
+
+def cache_folder() -> Path:
+    if os.environ.get("DIY_CACHE"):
+        return Path(os.environ["DIY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "diy-llm"
+
+
+@contextmanager
+def exclusive(lock_path: Path):
+    """Hold an exclusive lock on ``lock_path`` (where the platform has fcntl): notebooks that
+    start together wait for the first one's training instead of each training the same model."""
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # closed by the with below
+    except OSError:  # a read-only cache (the grader's sandbox): reading needs no lock
+        yield
+        return
+    with handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock; concurrent runs just train twice
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_atomically(path: Path, write) -> None:

@@ -159,8 +159,8 @@ def calibrate_steps(model, stream, config, minutes: float, place) -> PretrainCon
     several processes each times its own share and they agree on the main process's count."""
     import copy
 
-    from .distributed import mean_over_processes
     from .pretraining import make_optimizer, training_step
+    from .pretraining.distributed import mean_over_processes
 
     probe = copy.deepcopy(model)
     optimizer = make_optimizer(probe, config)
@@ -202,11 +202,11 @@ def main(argv=None) -> int:
     """The command; under torchrun every process runs it (the main one alone prints and saves)."""
     import torch
 
-    from .baselines import bigram_bpc, unigram_bpc
-    from .corpus import SONGCI_SHA256
-    from .distributed import setup, teardown, wrap
-    from .pretrain_data import songci_data
     from .pretraining import DIYPretrainError, pretrain
+    from .pretraining.baselines import bigram_bpc, unigram_bpc
+    from .pretraining.corpus import SONGCI_SHA256
+    from .pretraining.distributed import setup, teardown, wrap
+    from .pretraining.songci import songci_data
 
     args = parse_args(argv)
     place = None
@@ -315,8 +315,8 @@ def prepare(args, place, songci_data) -> dict:
     import torch
 
     from .causal_lm import DIYForCausalLM
-    from .corpus import SONGCI_SHA256
     from .pretraining import PretrainHistory, make_optimizer, pretrain_model
+    from .pretraining.corpus import SONGCI_SHA256
     from .tokenizer import CharTokenizer
 
     if args.backbone:

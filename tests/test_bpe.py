@@ -1,12 +1,12 @@
-"""diy.bpe (the reference answer of lesson 4.1): byte-level BPE that learns the same merges as
-Hugging Face `tokenizers`' BpeTrainer, encodes and decodes exactly."""
+"""diy.pretraining.bpe (the reference answer of lesson 4.1): byte-level BPE that learns the same
+merges as Hugging Face `tokenizers`' BpeTrainer, encodes and decodes exactly."""
 
 import json
 
 import pytest
 
-from diy.bpe import ByteBPE, best_pair, count_pairs, gpt2_byte_order, merge, train_bpe
-from diy.corpus import format_ci, load_songci
+from diy.pretraining.bpe import ByteBPE, best_pair, count_pairs, gpt2_byte_order, merge, train_bpe
+from diy.pretraining.corpus import format_ci, load_songci
 
 
 def hf_merges(text: str, num_merges: int) -> list[tuple[int, int]]:

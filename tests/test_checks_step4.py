@@ -11,10 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diy.bpe import ByteBPE
-from diy.bpe import count_pairs as ref_count_pairs
-from diy.bpe import merge as ref_merge
-from diy.ci_measures import candidate_log_prob, meter
 from diy.classroom.checks import (
     check_accumulation,
     check_bpe_codec,
@@ -26,6 +22,10 @@ from diy.classroom.checks import (
 )
 from diy.classroom.checks.recipe import reference_accumulate, reference_lr_at
 from diy.classroom.checks.stream import reference_get_batch
+from diy.pretraining.bpe import ByteBPE
+from diy.pretraining.bpe import count_pairs as ref_count_pairs
+from diy.pretraining.bpe import merge as ref_merge
+from diy.pretraining.measures import candidate_log_prob, meter
 from tests.check_helpers import placeholder, verdict
 
 

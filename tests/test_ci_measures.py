@@ -1,4 +1,4 @@
-"""diy.ci_measures (lesson 4.3) and step 4's data: the 下一句 questions, 格律 patterns, the
+"""diy.pretraining.measures (lesson 4.3) and step 4's data: the 下一句 questions, 格律 patterns, the
 longest run shared with the training text, the corpus vocabulary and packed stream."""
 
 import random
@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from diy import CharTokenizer, DIYConfig, DIYForCausalLM
-from diy.ci_measures import (
+from diy.errors import DIYInputError
+from diy.pretraining.corpus import Ci
+from diy.pretraining.measures import (
     SharedRuns,
     candidate_log_prob,
     ci_lines,
@@ -18,9 +20,7 @@ from diy.ci_measures import (
     next_line_questions,
     usual_meters,
 )
-from diy.corpus import Ci
-from diy.errors import DIYInputError
-from diy.pretrain_data import songci_data
+from diy.pretraining.songci import songci_data
 
 
 @pytest.fixture(scope="module")

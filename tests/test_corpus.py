@@ -14,7 +14,8 @@ import tarfile
 
 import pytest
 
-from diy.corpus import (
+from diy.errors import DIYError, DIYInputError
+from diy.pretraining.corpus import (
     SONGCI_FILE,
     SONGCI_SHA256,
     Ci,
@@ -24,7 +25,6 @@ from diy.corpus import (
     load_songci,
     split_songci,
 )
-from diy.errors import DIYError, DIYInputError
 from tools import build_songci
 
 

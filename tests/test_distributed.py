@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diy.distributed import pick_device
 from diy.errors import DIYError
+from diy.pretraining.distributed import pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--seq-len", "16",

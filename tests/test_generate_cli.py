@@ -1,4 +1,4 @@
-"""python -m diy.generate and python -m diy.export on the course model."""
+"""python -m diy.generate and python -m diy.hf.export on the course model."""
 
 import pytest
 import torch

@@ -1,6 +1,7 @@
-"""Step 4's training loop (diy.pretraining), packed stream (diy.packed), baselines
-(diy.baselines) and the `python -m diy.pretrain` command: schedule, accumulation, weight decay,
-windows, bits per character, resume ≡ uninterrupted, and clear errors before any work."""
+"""Step 4's training loop (diy.pretraining), packed stream (diy.pretraining.packed), baselines
+(diy.pretraining.baselines) and the `python -m diy.pretrain` command: schedule, accumulation,
+weight decay, windows, bits per character, resume ≡ uninterrupted, and clear errors before any
+work."""
 
 import json
 import math
@@ -15,9 +16,7 @@ import pytest
 import torch
 
 from diy import DIYConfig, DIYForCausalLM
-from diy.baselines import bigram_bpc, unigram_bpc
 from diy.errors import DIYInputError
-from diy.packed import open_stream, windows, write_stream
 from diy.pretraining import (
     PretrainConfig,
     PretrainHistory,
@@ -29,6 +28,8 @@ from diy.pretraining import (
     training_step,
     window_starts,
 )
+from diy.pretraining.baselines import bigram_bpc, unigram_bpc
+from diy.pretraining.packed import open_stream, windows, write_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(hidden_size=32, num_layers=1, num_heads=2, seq_len=16, batch_size=4,

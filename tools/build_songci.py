@@ -5,8 +5,8 @@
     python -m tools.build_songci --check          # rebuild and compare; writes nothing
 
 Three sha256s are pinned: the npm tarball (the input), the JSONL text (the content) and the
-.xz file (the bytes the course loads; that one lives in diy.corpus). Nothing is written unless
-all three match, so a learner's corpus can never be replaced by a different one.
+.xz file (the bytes the course loads; that one lives in diy.pretraining.corpus). Nothing is
+written unless all three match, so a learner's corpus can never be replaced by a different one.
 
 What is kept: every ``package/dist/songci/ci.song.N.json``, the numbered files in numeric order
 of N and then ``ci.song.2019y.json`` (3 more ci); in each file every ci in
@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from diy.corpus import SONGCI_SHA256, DIYCorpusError
+from diy.pretraining.corpus import SONGCI_SHA256, DIYCorpusError
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "diy" / "corpora" / "songci.jsonl.xz"
@@ -126,7 +126,7 @@ def mismatch(jsonl: bytes, xz: bytes) -> str | None:
     """None if both pinned hashes match, else what differs, said so that one can act on it."""
     if sha256(jsonl) != JSONL_SHA256:
         return (f"内容不同：JSONL 的 sha256 是 {sha256(jsonl)}，应为 {JSONL_SHA256}。"
-                "如果你是有意改变语料，先更新本文件的 JSONL_SHA256 和 diy/corpus.py 的 "
+                "如果你是有意改变语料，先更新本文件的 JSONL_SHA256 和 diy/pretraining/corpus.py 的 "
                 "SONGCI_SHA256，再重新运行。(the corpus content differs from the pinned one)")
     if sha256(xz) != SONGCI_SHA256:
         return (f"内容完全相同（JSONL 的 sha256 一致），只有压缩结果不同：.xz 的 sha256 是 "

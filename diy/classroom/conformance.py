@@ -8,7 +8,7 @@ The contract is what steps 1–3 call on a backbone (the seed plan's DIYModel):
 
 Each item runs the backbone on the course's passage and reports ✅ / ❌ (required) or ⚠️
 (optional: only some later features need it), with a Chinese hint and the lesson that needs it.
-The required items are the library's (diy.contract.REQUIRED: the first build of a learner's file
+The required items are the library's (diy.backbone.contract.REQUIRED: the first build of a learner's file
 runs them too); this report adds the optional ones, and reports a failure once: an item that
 depends on a failed one (or fails with the very same error) is shown as skipped because of it.
 The global random state is left as it was.
@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backbone import BackboneSpec, DIYBackboneError, contract_values, named_values
-from ..config import DIYConfig
-from ..contract import (
+from ..backbone.contract import (
     REQUIRED,
     ContractBroken,
     broken_item,
@@ -34,6 +33,7 @@ from ..contract import (
     hidden_of,
     with_cache,
 )
+from ..config import DIYConfig
 
 
 @dataclass
@@ -130,7 +130,7 @@ ITEMS: list[tuple[str, bool, str, Callable, tuple[str, ...]]] = [
      ("训练路径",)),
     ("attention_mask", False, "3.3 的左 padding 批量生成", check_attention_mask,
      ("缓存路径", "eval 时确定")),
-    ("与 transformers 一致", False, "与 transformers 的对照、python -m diy.export", check_transformers,
+    ("与 transformers 一致", False, "与 transformers 的对照、python -m diy.hf.export", check_transformers,
      ("eval 时确定",)),
 ]
 

@@ -20,8 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import backbone
-from ..cache import cache_folder, exclusive
 from ..causal_lm import DIYForCausalLM
+from ..checkpoint import cache_folder, exclusive
 from ..config import DIYConfig
 from ..data import load_passage
 from ..errors import DIYInputError

@@ -23,14 +23,13 @@ from pathlib import Path
 import torch
 
 from .. import __version__, backbone
-from ..baselines import bigram_bpc, unigram_bpc
-from ..cache import cache_folder, exclusive
 from ..causal_lm import DIYForCausalLM
-from ..checkpoint import write_atomically
-from ..corpus import SONGCI_SHA256
+from ..checkpoint import cache_folder, exclusive, write_atomically
 from ..errors import DIYInputError
-from ..pretrain_data import SongciData, songci_data
 from ..pretraining import PretrainConfig, PretrainHistory, pretrain, pretrain_model
+from ..pretraining.baselines import bigram_bpc, unigram_bpc
+from ..pretraining.corpus import SONGCI_SHA256
+from ..pretraining.songci import SongciData, songci_data
 from ..tokenizer import CharTokenizer
 
 COURSE_STEPS = 600  # of the default recipe's 3,000: well below the bigram, in ~3 minutes

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..cache import cache_folder, exclusive
+from ..checkpoint import cache_folder, exclusive
 from ..tokenizer import CharTokenizer
 from ..training import History, clipped_step, evaluate, train_on_text
 from . import course_model as course_model_module

@@ -367,7 +367,7 @@ def prepare_isolation(args, notebooks) -> Isolation:
     import matplotlib.font_manager  # noqa: F401 - builds the font list if missing
     import torch
 
-    from ..cache import cache_folder
+    from ..checkpoint import cache_folder
     from .course_model import course_model
 
     # The kernels run torch on one thread (OMP_NUM_THREADS=1), and the cache's entries are per

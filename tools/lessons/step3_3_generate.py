@@ -545,7 +545,7 @@ CELLS = [
     采样也一样，因为两边按同样的顺序处理分数（3.2：温度 → top-k → top-p），并且都用 `torch.multinomial` 从全局随机数里抽
     （`torch.manual_seed` 相同，抽到的就相同）；批量时两边都从 `attention_mask` 算每行的位置。
 
-    想把模型交给只认 transformers 的工具？`python -m diy.export --checkpoint checkpoints --out hf_model` 写出一个文件夹，
+    想把模型交给只认 transformers 的工具？`python -m diy.hf.export --checkpoint checkpoints --out hf_model` 写出一个文件夹，
     `AutoModelForCausalLM.from_pretrained` 和 `AutoTokenizer.from_pretrained` 都能直接读取，
     `transformers.pipeline("text-generation", model="hf_model")` 贪心续写的结果和 `python -m diy.generate` 一字不差。
 

@@ -30,12 +30,12 @@ CELLS = [
     import torch.nn.functional as F
 
     from diy.backbone import describe
-    from diy.baselines import bigram_bpc, unigram_bpc
+    from diy.pretraining.baselines import bigram_bpc, unigram_bpc
     from diy.classroom.checks import check_accumulation, check_lr_schedule
     from diy.classroom.course_pretrain import build_model, course_pretrain, course_recipe
-    from diy.packed import windows
+    from diy.pretraining.packed import windows
     from diy.plotting import plot_bpc_curve, zh_or_en
-    from diy.pretrain_data import songci_data
+    from diy.pretraining.songci import songci_data
     from diy.pretraining import PretrainConfig, bits_per_char, param_groups, window_starts
     from diy.pretraining import lr_at as recipe_lr_at  # 课程的答案；你在 4.2a 写自己的 lr_at
 
@@ -257,7 +257,7 @@ CELLS = [
             for a, b in zip(held[:-1].tolist(), held[1:].tolist(), strict=True)]
     bi_bits = sum(bits) / len(bits)
     print(f"unigram {uni_bits:.3f} bits/字，bigram {bi_bits:.3f} bits/字")
-    print("与 diy.baselines 相同:", math.isclose(uni_bits, unigram_bpc(train_ids, held, V), rel_tol=1e-9),
+    print("与 diy.pretraining.baselines 相同:", math.isclose(uni_bits, unigram_bpc(train_ids, held, V), rel_tol=1e-9),
           math.isclose(bi_bits, bigram_bpc(train_ids, held, V), rel_tol=1e-9))
     """),
     md("""

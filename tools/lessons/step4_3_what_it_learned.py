@@ -29,11 +29,11 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage
     from diy.backbone import describe
-    from diy.ci_measures import SharedRuns, ci_lines, next_line_questions, usual_meters, write_ci
+    from diy.pretraining.measures import SharedRuns, ci_lines, next_line_questions, usual_meters, write_ci
     from diy.classroom.checks import check_line_log_prob, check_meter
     from diy.classroom.course_model import course_model
     from diy.classroom.course_pretrain import build_model, course_pretrain, course_recipe
-    from diy.pretrain_data import encode_quietly
+    from diy.pretraining.songci import encode_quietly
 
     torch.manual_seed(0)
     print("torch", torch.__version__)   # 版本号随安装而不同，自动测试不比较这一格
@@ -67,7 +67,7 @@ CELLS = [
     written = {}
     for label, model, tok in (("训练前", untrained, tokenizer), ("第二步的模型", step2, step2_tokenizer),
                               ("预训练后", trained, tokenizer)):
-        written[label] = write_ci(model, tok, "浣溪沙", count=4)   # diy.ci_measures.write_ci
+        written[label] = write_ci(model, tok, "浣溪沙", count=4)   # diy.pretraining.measures.write_ci
         print(f"—— {label} ——")
         print(written[label][0][:150])
     """),
@@ -193,7 +193,7 @@ CELLS = [
 
     **练习 4.3b**：写 `meter(lines)`：一首词的各行（字符串列表）→ 各短句字数用「·」连起来的字符串，例如 `"7·7·7·7·7·7"`。
 
-    **要满足的**：短句以标点结束（`，。、？！；：`，课程的 `diy.ci_measures.PHRASE_END` 还包括它们的半角形式）；
+    **要满足的**：短句以标点结束（`，。、？！；：`，课程的 `diy.pretraining.measures.PHRASE_END` 还包括它们的半角形式）；
     行末没有标点的一段也算一个短句；空串不算；只看短句，不管在哪里换行（语料里分行并不统一）。
 
     提示：`re.split(r"[，。、？！；：]", line)` 会在每个标点处切开，最后可能留下一个空串。

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ...backbone import active, backbone_class, contract_values
+from ...backbone.contract import presents_problem
 from ...config import DIYConfig
-from ...contract import presents_problem
 from ...errors import describe_value
 from ...generation import left_pad
 from ...generation import position_ids_from_mask as reference_position_ids

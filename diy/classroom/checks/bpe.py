@@ -1,17 +1,17 @@
 """Self-checks of 4.1a (count_pairs, merge: BPE's two moves) and 4.1b (encode, decode with the
 learned merges). The learner's functions run on small cases that expose each known mistake
 (overlapping pairs, a pair at the end, text outside the training text, a byte that is only part
-of a character) and inside a whole BPE training, compared with the course's diy.bpe."""
+of a character) and inside a whole BPE training, compared with the course's diy.pretraining.bpe."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from ...bpe import ByteBPE, best_pair
-from ...bpe import count_pairs as reference_count_pairs
-from ...bpe import merge as reference_merge
-from ...bpe import train_bpe as reference_train_bpe
 from ...errors import describe_value
+from ...pretraining.bpe import ByteBPE, best_pair
+from ...pretraining.bpe import count_pairs as reference_count_pairs
+from ...pretraining.bpe import merge as reference_merge
+from ...pretraining.bpe import train_bpe as reference_train_bpe
 from .report import Failed, call_learner, run_check
 
 TEXT = "明月几时有？把酒问青天。不知天上宫阙，今夕是何年。明月明月，几时几时。"

@@ -8,10 +8,10 @@ import math
 import torch
 
 from ...causal_lm import DIYForCausalLM
-from ...ci_measures import candidate_log_prob as reference_line_log_prob
-from ...ci_measures import meter as reference_meter
 from ...config import DIYConfig
 from ...errors import describe_value
+from ...pretraining.measures import candidate_log_prob as reference_line_log_prob
+from ...pretraining.measures import meter as reference_meter
 from .contract import check_grad_mode
 from .report import Failed, call_learner, run_check
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ...errors import describe_value
-from ...packed import open_stream, windows, write_stream
+from ...pretraining.packed import open_stream, windows, write_stream
 from .report import Failed, call_learner, run_check
 
 

@@ -20,8 +20,8 @@ from collections import Counter
 import numpy as np
 import torch
 
+from ..tokenizer import UnknownCharactersWarning
 from .corpus import Ci
-from .tokenizer import UnknownCharactersWarning
 
 PHRASE_END = re.compile(r"[，。、？！；：,.?!;:]")  # punctuation that ends a phrase
 
@@ -196,7 +196,7 @@ def write_ci(model, tokenizer, name: str, count: int = 8, seed: int = 0,
 
 
 def measure(model, tokenizer, data, questions: int = 200, per_form: int = 8, seed: int = 0):
-    """The three measures of lesson 4.3 on a trained model (``data``: diy.pretrain_data's
+    """The three measures of lesson 4.3 on a trained model (``data``: diy.pretraining.songci's
     SongciData): 下一句 accuracy, the share of generated and of real held-out ci that follow
     their 词牌's usual meter, and the longest runs generated text shares with the training text."""
     held = list(data.held_out_cis)

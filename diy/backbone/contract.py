@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .config import DIYConfig
-from .errors import describe_value
+from ..config import DIYConfig
+from ..errors import describe_value
 
 ATOL = 1e-4  # float32 on any BLAS; a real mistake moves outputs by far more
 
@@ -32,23 +32,25 @@ class ContractBroken(Exception):
 
 
 def course_ids(config: DIYConfig, rows: int, length: int) -> torch.Tensor:
-    """(rows, length) token ids from the course passage, each row a different window."""
-    ids = _passage_ids().clamp(max=config.vocab_size - 1)
+    """(rows, length) token ids from the course passage, each row a different window. The
+    characters' code points modulo the vocabulary stand in for the tokenizer's ids: the contract
+    needs text-like ids (repeats, varied windows), not the tokenizer (which would import the
+    checkpoint code that imports this module)."""
+    ids = _passage_codes() % config.vocab_size
     ids = ids.repeat(1 + rows * length // len(ids) + 1)
     return torch.stack([ids[i * 37: i * 37 + length] for i in range(rows)])  # (rows, length)
 
 
-def _passage_ids() -> torch.Tensor:
-    global _PASSAGE_IDS
-    if _PASSAGE_IDS is None:
-        from .data import load_passage
-        from .tokenizer import CharTokenizer
+def _passage_codes() -> torch.Tensor:
+    global _PASSAGE_CODES
+    if _PASSAGE_CODES is None:
+        from ..data import load_passage
 
-        _PASSAGE_IDS = torch.tensor(CharTokenizer().encode(load_passage()), dtype=torch.long)
-    return _PASSAGE_IDS
+        _PASSAGE_CODES = torch.tensor([ord(ch) for ch in load_passage()], dtype=torch.long)
+    return _PASSAGE_CODES
 
 
-_PASSAGE_IDS = None
+_PASSAGE_CODES = None
 
 
 def hidden_of(output, what: str) -> torch.Tensor:

@@ -6,7 +6,7 @@ builds it with the seed's six positional arguments. Every way a file can be unus
 syntax error, an exception while importing, no such class, a constructor that refuses the six
 arguments or names them in another order) becomes one DIYBackboneError naming the file and the
 fix — before any work is done. The first build of a file (per content and config) also runs the
-contract's required items on the new model (``check_contract``; the items are in diy/contract.py),
+contract's required items on the new model (``check_contract``; the items are in diy/backbone/contract.py),
 so a backbone that breaks the contract is refused there, naming the item and the doctor's full
 report, instead of failing later inside the course's code.
 
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import DIYConfig
+from ..errors import DIYError
 from . import contract
-from .config import DIYConfig
 from .contract import where_in_file
-from .errors import DIYError
 
 ENV = "DIY_BACKBONE"
 DEFAULT_CLASS = "DIYModel"
@@ -253,7 +253,7 @@ def backbone_class() -> type:
     checked against the contract first (once per file content; see checked_class)."""
     spec = active()
     if spec is None:
-        from .model import DIYModel
+        from ..model import DIYModel
 
         return DIYModel
     return checked_class(spec)
@@ -278,7 +278,7 @@ def checked_class(spec: BackboneSpec, config: DIYConfig | None = None) -> type:
 def build_backbone(config: DIYConfig, spec: BackboneSpec | None = None) -> nn.Module:
     """The backbone the course runs on: ``spec``'s class (the learner's), else diy.DIYModel."""
     if spec is None:
-        from .model import DIYModel
+        from ..model import DIYModel
 
         return DIYModel(config)
     return spec.build(config)
@@ -299,7 +299,7 @@ def accepts_attention_mask(backbone: nn.Module) -> bool:
 def is_reference(model: nn.Module) -> bool:
     """Is ``model`` (a DIYForCausalLM, the learner's own 1.3 class included) built on the
     course's diy.DIYModel, whose internals (cache, rotary) the course may use directly?"""
-    from .model import DIYModel
+    from ..model import DIYModel
 
     return type(getattr(model, "model", None)) is DIYModel
 
@@ -328,7 +328,7 @@ FEATURES = {
                        lambda model: accepts_attention_mask(model.model)),
     "0.4_parts": ("0.4 的零件（embed_tokens、layers、norm、RoPE 表 rotary.cos / rotary.sin、"
                   "layer(x, cos, sin, mask, past)）", lambda model: has_parts_of_0_4(model.model)),
-    "transformers": ("与 transformers 的 LlamaForCausalLM 同名同形状的参数（diy.hf、diy.export）",
+    "transformers": ("与 transformers 的 LlamaForCausalLM 同名同形状的参数（diy.hf、diy.hf.export）",
                      lambda model: is_reference(model) or _fits_llama(model)),
 }
 
@@ -351,7 +351,7 @@ def has_parts_of_0_4(backbone: nn.Module) -> bool:
 
 
 def _fits_llama(model) -> bool:
-    from .hf import fits_llama
+    from ..hf import fits_llama
 
     return fits_llama(model)
 
@@ -379,7 +379,7 @@ def describe() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The contract (diy/contract.py), checked where a learner's backbone is first built
+# The contract (diy/backbone/contract.py), checked where a learner's backbone is first built
 # ---------------------------------------------------------------------------------------------
 
 def doctor_command(spec: BackboneSpec) -> str:
@@ -393,7 +393,7 @@ _VERDICTS: dict[tuple, tuple[str, str, str] | None] = {}  # (digest, class, conf
 
 
 def check_contract(model: nn.Module, config: DIYConfig, spec: BackboneSpec) -> None:
-    """Run the contract's required items (diy.contract.ON_BUILD) on a newly built learner's
+    """Run the contract's required items (diy.backbone.contract.ON_BUILD) on a newly built learner's
     backbone, once per file content, class and config (the verdict is remembered); a
     DIYBackboneError naming the file, the item and the doctor's full report when one is broken.
     The model's mode is restored and the global random state is left as it was."""

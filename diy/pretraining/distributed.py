@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import torch
 
-from .errors import DIYError
+from ..errors import DIYError
 
 TIMEOUT_SECONDS = 120  # a collective that waits longer (a process died or hangs) fails instead
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import warnings
 
-from .config import DIYConfig
-from .errors import DIYInputError
+from ..config import DIYConfig
+from ..errors import DIYInputError
 
 
 def _transformers():

@@ -1,4 +1,6 @@
-"""Export a checkpoint to a Hugging Face folder: python -m diy.export --checkpoint DIR --out HF_DIR
+"""Export a checkpoint to a Hugging Face folder:
+
+    python -m diy.hf.export --checkpoint DIR --out HF_DIR
 
 The folder loads with `transformers.AutoModelForCausalLM.from_pretrained(HF_DIR)` (a
 LlamaForCausalLM with the same weights) and `AutoTokenizer.from_pretrained(HF_DIR)` (the course's
@@ -17,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import backbone
-from .errors import DIYError
+from .. import backbone
+from ..errors import DIYError
 
 
 def hf_tokenizer(tokenizer):
@@ -38,9 +40,9 @@ def hf_tokenizer(tokenizer):
 
 def export(checkpoint: Path, out: Path) -> Path:
     """Write the Hugging Face model and tokenizer of ``checkpoint`` into ``out``."""
-    from .causal_lm import DIYForCausalLM
-    from .hf import to_llama_for_causal_lm
-    from .tokenizer import CharTokenizer
+    from ..causal_lm import DIYForCausalLM
+    from ..tokenizer import CharTokenizer
+    from . import to_llama_for_causal_lm
 
     model = DIYForCausalLM.from_pretrained(checkpoint)  # checks the checkpoint first
     tokenizer = CharTokenizer(model.config.vocab_size)
@@ -75,7 +77,7 @@ def _check_same_logits(model, hf) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diy.export",
+    parser = argparse.ArgumentParser(prog="python -m diy.hf.export",
                                      description="导出为 Hugging Face 格式 / export")
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints"),
                         help="检查点文件夹（默认 checkpoints/）")
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
                            f"checkpoint folder {args.checkpoint} not found.")
         export(args.checkpoint, args.out)
     except DIYError as exc:
-        print(f"python -m diy.export: {exc}", file=sys.stderr)
+        print(f"python -m diy.hf.export: {exc}", file=sys.stderr)
         return 2
     print(f"已导出到 {args.out}/：transformers.AutoModelForCausalLM / AutoTokenizer 可直接读取。")
     return 0

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DIYInputError
+from ..errors import DIYInputError
 
 DTYPE = np.uint16
 
 
 def write_stream(ids, path) -> Path:
     """Write ``ids`` (a sequence of ints) to ``path`` as raw uint16, atomically."""
-    from .checkpoint import write_atomically
+    from ..checkpoint import write_atomically
 
     array = np.asarray(ids, dtype=np.int64)
     if array.ndim != 1 or len(array) == 0:

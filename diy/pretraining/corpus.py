@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import DIYError, DIYInputError
+from ..errors import DIYError, DIYInputError
 
 SONGCI_FILE = resources.files("diy") / "corpora" / "songci.jsonl.xz"
 # sha256 of the .xz file itself; tools/build_songci.py imports it from here (one source of truth)

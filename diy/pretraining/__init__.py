@@ -3,7 +3,7 @@
     history = pretrain(model, stream, held_out_ids, PretrainConfig())   # model: DIYForCausalLM
 
 What is new compared with step 2's `train` (diy/training.py):
-- the batches are random windows of a packed token stream (diy/packed.py), and every window's
+- the batches are random windows of a packed token stream (diy/pretraining/packed.py), and every window's
   start depends only on (seed, step, its index), so a run can stop and resume exactly and
   several processes can share one global batch (each takes its own slice);
 - the learning rate warms up linearly, then follows a cosine down to ``min_lr`` (`lr_at`);
@@ -11,7 +11,7 @@ What is new compared with step 2's `train` (diy/training.py):
   (gradient accumulation: the same gradient as one batch that many times larger);
 - weight decay acts on weight matrices only, not on norm weights (`param_groups`);
 - the model is measured on held-out text in bits per character (`bits_per_char`), the unit that
-  compares models with different tokenizers and the unigram / bigram baselines (diy/baselines.py).
+  compares models with different tokenizers and the unigram / bigram baselines (diy/pretraining/baselines.py).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import eval_batch
+from ..data import eval_batch
+from ..errors import DIYError, DIYInputError
+from ..loss import causal_lm_loss
 from .distributed import Place, any_over_processes, mean_over_processes
-from .errors import DIYError, DIYInputError
-from .loss import causal_lm_loss
 from .packed import windows
 
 
@@ -111,8 +111,8 @@ def pretrain_model(config: PretrainConfig, vocab_size: int):
     """The recipe's DIYForCausalLM before training, the same for a given seed: dropout 0, and
     the lm_head drawn from N(0, 0.02) like every other weight matrix (GPT-2's init; step 1's
     nn.Linear default is about 2.5 times wider), so the first logits are close to uniform."""
-    from .causal_lm import DIYForCausalLM
-    from .config import DIYConfig
+    from ..causal_lm import DIYForCausalLM
+    from ..config import DIYConfig
 
     torch.manual_seed(config.seed)
     model = DIYForCausalLM(DIYConfig(vocab_size=vocab_size, hidden_size=config.hidden_size,

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_folder, exclusive
+from ..checkpoint import cache_folder, exclusive
+from ..tokenizer import CharTokenizer
 from .corpus import SONGCI_SHA256, Ci, format_ci, split_songci
 from .packed import open_stream, write_stream
-from .tokenizer import CharTokenizer
 
 
 @dataclass(frozen=True)
