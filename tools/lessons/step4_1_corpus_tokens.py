@@ -34,11 +34,11 @@ CELLS = [
 
     from diy import CharTokenizer
     from diy.backbone import describe
-    from diy.pretraining.bpe import best_pair, gpt2_byte_order
     from diy.classroom.checks import check_bpe_codec, check_bpe_merge, check_stream_batch
     from diy.classroom.course_pretrain import course_bpe
-    from diy.pretraining.corpus import format_ci, is_held_out, load_songci, split_songci
     from diy.plotting import zh_or_en
+    from diy.pretraining.bpe import best_pair, gpt2_byte_order
+    from diy.pretraining.corpus import format_ci, is_held_out, load_songci, split_songci
 
     torch.manual_seed(0)
     print("torch", torch.__version__)   # 版本号随安装而不同（+cpu、+cu130……），自动测试不比较这一格

@@ -30,14 +30,14 @@ CELLS = [
     import torch.nn.functional as F
 
     from diy.backbone import describe
-    from diy.pretraining.baselines import bigram_bpc, unigram_bpc
     from diy.classroom.checks import check_accumulation, check_lr_schedule
     from diy.classroom.course_pretrain import build_model, course_pretrain, course_recipe
-    from diy.pretraining.packed import windows
     from diy.plotting import plot_bpc_curve, zh_or_en
-    from diy.pretraining.songci import songci_data
     from diy.pretraining import PretrainConfig, bits_per_char, param_groups, window_starts
     from diy.pretraining import lr_at as recipe_lr_at  # 课程的答案；你在 4.2a 写自己的 lr_at
+    from diy.pretraining.baselines import bigram_bpc, unigram_bpc
+    from diy.pretraining.packed import windows
+    from diy.pretraining.songci import songci_data
 
     torch.manual_seed(0)
     print("torch", torch.__version__)   # 版本号随安装而不同，自动测试不比较这一格

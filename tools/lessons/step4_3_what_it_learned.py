@@ -29,10 +29,16 @@ CELLS = [
 
     from diy import CharTokenizer, load_passage
     from diy.backbone import describe
-    from diy.pretraining.measures import SharedRuns, ci_lines, next_line_questions, usual_meters, write_ci
     from diy.classroom.checks import check_line_log_prob, check_meter
     from diy.classroom.course_model import course_model
     from diy.classroom.course_pretrain import build_model, course_pretrain, course_recipe
+    from diy.pretraining.measures import (
+        SharedRuns,
+        ci_lines,
+        next_line_questions,
+        usual_meters,
+        write_ci,
+    )
     from diy.pretraining.songci import encode_quietly
 
     torch.manual_seed(0)
