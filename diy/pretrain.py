@@ -262,12 +262,14 @@ def main(argv=None) -> int:
 
     stop = StopRequest(place.is_main)
     stop.install()
+    failed = False
     try:
         history = pretrain(trained, data.stream, data.held_out_ids, config, optimizer=optimizer,
                            start_step=start_step, history=history, on_step=on_step,
                            on_eval=on_eval, should_stop=lambda: stop.requested, place=place,
                            autocast=autocast)
     except KeyboardInterrupt:  # a second Ctrl-C: the last saved checkpoint stays as it was
+        failed = True  # the other processes may be anywhere: do not wait for them
         say(f"\n已立刻停止，没有保存。{out}/ 里是上一次保存的检查点。"
             f"继续：python -m diy.pretrain --resume {out}")
         return 130
@@ -277,6 +279,7 @@ def main(argv=None) -> int:
     except RuntimeError as exc:  # a collective failed: another process died or stopped answering
         if not place.distributed:
             raise
+        failed = True
         if bar is not None:
             bar.close()
         reason = str(exc).splitlines()[0].rsplit("] ", 1)[-1][:100]  # without gloo's source path
@@ -290,7 +293,7 @@ def main(argv=None) -> int:
             bar.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        teardown(place)
+        teardown(place, clean=not failed)
     step = history.steps[-1] if history.steps else start_step
     if not place.is_main:
         return 0 if step == config.steps else 130

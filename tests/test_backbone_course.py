@@ -314,7 +314,7 @@ def test_a_checkpoint_saved_before_the_file_changed(tmp_path, monkeypatch, capsy
 ])
 def test_export_refuses_a_backbone_transformers_would_not_reproduce(tmp_path, capsys, no_backbone,
                                                                      spec, words):
-    from diy import export
+    from diy.hf import export
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV, spec)

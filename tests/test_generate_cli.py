@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from diy import CharTokenizer, load_passage
-from diy import export as export_cli
 from diy import generate as generate_cli
 from diy.classroom.course_model import course_model
+from diy.hf import export as export_cli
 
 PROMPT = load_passage()[:8]
 

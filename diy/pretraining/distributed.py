@@ -123,9 +123,15 @@ def wrap(model: torch.nn.Module, place: Place) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids, **quiet)
 
 
-def teardown(place: Place) -> None:
+def teardown(place: Place, clean: bool = True) -> None:
+    """Leave the process group. After a normal run every process first waits for the others
+    (a barrier): a process that leaves while another still holds its connections would make
+    gloo in that other process abort on the closed socket. After a failure there is no one left
+    to wait for."""
     if place.distributed:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if clean:
+                dist.barrier()
             dist.destroy_process_group()

@@ -24,6 +24,7 @@ CELLS = [
     """),
     code("""
     # NBVAL_IGNORE_OUTPUT
+    import json
     import tempfile
     from collections import Counter
     from pathlib import Path
@@ -31,6 +32,8 @@ CELLS = [
     import matplotlib.pyplot as plt
     import numpy as np
     import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers.pre_tokenizers import ByteLevel
 
     from diy import CharTokenizer
     from diy.backbone import describe
@@ -333,13 +336,6 @@ CELLS = [
 
     `tokenizers` 的 `BpeTrainer` 是 GPT-2 以来大家实际在用的实现（Rust 写的，很快）。同一段样本、同样 300 次合并，它学到的合并和我们的一样吗？
     （`use_regex=False`：不按空格和标点预先切词，和我们的循环一样把整段当一个序列。）
-    """),
-    code("""
-    # NBVAL_IGNORE_OUTPUT
-    import json
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from tokenizers.pre_tokenizers import ByteLevel
     """),
     code("""
     def hf_merges(text, num_merges):
