@@ -386,9 +386,9 @@ CELLS = [
     几乎没省。看看这 6400 个条目都是什么就明白了：
     """),
     code("""
-    kinds = Counter()
+    kinds = {"单个字节": 0, "半个字（不完整的字节）": 0, "一个字": 0, "两个字以上": 0}
     multi = []
-    for i in bpe.get_vocab().values():
+    for i in range(bpe.get_vocab_size()):
         piece = bpe.decode([i])
         if i < 256:
             kinds["单个字节"] += 1
@@ -399,15 +399,30 @@ CELLS = [
         else:
             kinds["两个字以上"] += 1
             multi.append(piece)
-    print(dict(kinds))
+    print(kinds)
     common_pairs = Counter(held_text[i:i + 2] for i in range(len(held_text) - 1))
-    print("两个字以上的条目，例如:", sorted(multi, key=lambda p: -common_pairs[p])[:12])
+    print("两个字以上的条目，留出集里最常见的:", sorted(multi, key=lambda p: (-common_pairs[p], p))[:12])
+    """),
+    md("""
+    词表里多字的条目不少，可编码一段真实的文字时，它们用上了多少？把留出集编码后的每个 token 归类：
+    """),
+    code("""
+    kind_of = {}
+    for i in range(bpe.get_vocab_size()):
+        piece = bpe.decode([i])
+        kind_of[i] = "字节或半个字" if i < 256 or "\\ufffd" in piece else "一个字" if len(piece) == 1 else "两个字以上"
+    used = Counter(kind_of[i] for i in bpe.encode(held_text).ids)
+    chars_in_multi = sum(len(bpe.decode([i])) for i in bpe.encode(held_text).ids if kind_of[i] == "两个字以上")
+    print({kind: used[kind] for kind in ("一个字", "两个字以上", "字节或半个字")})
+    print(f"落在多字 token 里的字：{chars_in_multi / len(held_text):.0%}")
     """),
     md("""
     两个原因：
 
-    1. **每个汉字要 3 个字节**，6,000 多个常用字光拼回来就要几千次合并（外加半个字的中间产物），词表很快就被单字占满；
-    2. 古诗词几乎没有固定的多字「词」：「东风」「何处」会重复，但一首词里大多数两字组合在整个语料里也只出现几次，合并它们省不了多少。
+    1. **每个汉字要 3 个字节**：6,400 个条目里，256 个是单字节，几百个是拼到一半的「半个字」，只有两千多个字有自己的 token；
+       宋词用到 6,000 多个不同的字，其余的字要用两三个 token 拼出来（上面：一万多个 token 只是字节或半个字），把多字 token 省下的又花掉一部分；
+    2. **多字的条目省下的有限**：「东风」「何处」会重复，但古诗词几乎没有固定的多字「词」，一首词里大多数两字组合在整个语料里也只出现几次，
+       编码留出集时，只有三成左右的字落在多字 token 里。
 
     英文不同：字母只有 26 个，一个单词（几个字母）出现成千上万次，BPE 把它合成一个 token，省得很多。
     所以第四步的模型**用字当 token**——可读、每个字一个 id，代价几乎为零。
