@@ -381,13 +381,15 @@ def test_lr_schedule_mistakes_get_their_hint(capsys, fn, words):
 # ------------------------------------------------------------------------------------ 4.2b
 
 
-def accumulate_mean_of_losses(model, micro_batches):  # correct: average the losses, one backward
-    model.zero_grad()
-    losses = [F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())
-              for x, y in micro_batches]
-    loss = torch.stack(losses).mean()
-    loss.backward()
-    return loss.item()
+def accumulate_autograd(model, micro_batches):  # correct: torch.autograd.backward, a list of losses
+    for p in model.parameters():
+        p.grad = None
+    losses = []
+    for x, y in micro_batches:
+        loss = F.cross_entropy(model(x).reshape(-1, model.config.vocab_size).float(), y.reshape(-1))
+        torch.autograd.backward(loss * (1 / len(micro_batches)))
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
 
 
 def accumulate_no_division(model, micro_batches):
@@ -439,7 +441,7 @@ def accumulate_and_step(model, micro_batches):
 def test_accumulation_reference_and_alternative_pass(capsys):
     assert check_accumulation(reference_accumulate) is reference_accumulate
     passed(capsys, "4.2b")
-    assert check_accumulation(accumulate_mean_of_losses) is accumulate_mean_of_losses
+    assert check_accumulation(accumulate_autograd) is accumulate_autograd
     passed(capsys, "4.2b")
 
 
@@ -577,3 +579,67 @@ def test_step4_checks_leave_the_notebooks_random_numbers_alone(capsys):
                       (check_line_log_prob, candidate_log_prob)):
         check(fn)
     assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------- answers that are right in value, wrong in method
+
+
+def accumulate_in_one_forward(model, micro_batches):  # the gradient of the big batch, no saving
+    model.zero_grad()
+    x = torch.cat([x for x, _ in micro_batches])
+    y = torch.cat([y for _, y in micro_batches])
+    loss = F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())
+    loss.backward()
+    return loss.item()
+
+
+def accumulate_sum_then_backward(model, micro_batches):  # k graphs alive at once
+    model.zero_grad()
+    total = 0
+    for x, y in micro_batches:
+        total = total + F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())
+    (total / len(micro_batches)).backward()
+    return total.item() / len(micro_batches)
+
+
+@pytest.mark.parametrize("fn, words", [
+    (accumulate_in_one_forward, "内存一点没省"),
+    (accumulate_sum_then_backward, "只 backward 了一次"),
+])
+def test_accumulation_that_saves_no_memory_is_refused(capsys, fn, words):
+    assert check_accumulation(fn) is reference_accumulate
+    failed(capsys, "4.2b", words)
+
+
+def get_batch_reseeded(stream, batch_size, seq_len, generator=None):
+    rng = np.random.default_rng(generator.initial_seed())  # the same batch every call
+    starts = rng.integers(0, len(stream) - seq_len, batch_size)
+    rows = torch.from_numpy(np.stack([stream[s:s + seq_len + 1] for s in starts]).astype(np.int64))
+    return rows[:, :-1], rows[:, 1:]
+
+
+def test_stream_batch_that_restarts_the_generator_is_refused(capsys):
+    assert check_stream_batch(get_batch_reseeded) is reference_get_batch
+    failed(capsys, "4.1c", "同一个 generator 连着用两次")
+
+
+def line_without_no_grad(model, context_ids, candidate_ids):
+    ids = torch.tensor([context_ids + candidate_ids])
+    log_probs = torch.log_softmax(model(ids), -1)[0]
+    start = len(context_ids)
+    return float(sum(log_probs[start - 1 + j, t] for j, t in enumerate(candidate_ids)))
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_line_log_prob_without_no_grad_is_refused(capsys):
+    assert check_line_log_prob(line_without_no_grad) is candidate_log_prob
+    failed(capsys, "4.3a", "torch.no_grad()")
+
+
+def meter_commas_and_stops_only(lines):
+    return "·".join(str(len(p)) for line in lines for p in re.split(r"[，。、？]", line) if p)
+
+
+def test_meter_missing_some_punctuation_is_refused(capsys):
+    check_meter(meter_commas_and_stops_only)
+    failed(capsys, "4.3b", "得到")

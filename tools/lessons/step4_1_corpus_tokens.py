@@ -40,7 +40,7 @@ CELLS = [
     from diy.classroom.checks import check_bpe_codec, check_bpe_merge, check_stream_batch
     from diy.classroom.course_pretrain import course_bpe
     from diy.plotting import zh_or_en
-    from diy.pretraining.bpe import best_pair, gpt2_byte_order
+    from diy.pretraining.bpe import ByteBPE, best_pair, gpt2_byte_order
     from diy.pretraining.corpus import format_ci, is_held_out, load_songci, split_songci
 
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ CELLS = [
     ## 3. 字频：少数字用得极多
 
     数一数训练集里每个字出现几次，按次数从高到低排，画在**对数坐标**上。自然语言里这条线几乎是一条斜线（齐夫定律，Zipf）：
-    第 r 常见的字，出现次数大约和 1/r 成正比。
+    第 r 常见的字，出现次数大约和 1/r 成正比（宋词的头部——换行、句号、逗号——比这条线还多，尾部的生僻字掉得更快）。
     """),
     code("""
     train_text = "".join(format_ci(ci) for ci in train)
@@ -151,7 +151,7 @@ CELLS = [
     """),
     md("""
     **词表够不够？** 第二步的 `CharTokenizer()` 是固定的 6400 个 id（ASCII、标点、GB2312 的常用字），
-    是为现代白话文准备的。宋词里有不少生僻字和繁体字形：
+    是为现代白话文准备的。宋词里有不少生僻字和繁体字形（下面的「□」是语料里原书缺字的地方）：
     """),
     code("""
     course_vocab = CharTokenizer()
@@ -189,7 +189,8 @@ CELLS = [
     **要满足的**：相邻对是**重叠**的（`[5, 5, 5]` 里 `(5, 5)` 出现 2 次）；`merge` 从左往右扫，一对用掉的两个 id 不能再参与别的配对
     （`[5, 5, 5]` 合并 `(5, 5)` 得 `[new, 5]`）；两个函数都不改动传进来的 `ids`。
 
-    提示：`zip(ids, ids[1:])` 正好给出所有相邻对；`merge` 用一个下标 `i` 和 `while` 循环，配上了走 ____ 步，没配上走 ____ 步。
+    提示：`zip` 能把两个列表一项一项地配成对——要配出所有相邻对，第二个列表该从哪里开始？
+    `merge` 用一个下标 `i` 和 `while` 循环，配上了走 ____ 步，没配上走 ____ 步。
     """),
     exercise(
         solution="""
@@ -256,9 +257,7 @@ CELLS = [
 
     sample = "".join(format_ci(ci) for ci in train[:200])
     merges = train_bpe(sample, 300)
-    vocab = {i: bytes([i]) for i in range(256)}
-    for i, (a, b) in enumerate(merges):
-        vocab[256 + i] = vocab[a] + vocab[b]
+    vocab = ByteBPE(merges).vocab   # 每个 id 代表的字节（课程的 ByteBPE，只用来显示）
     print(f"样本 {len(sample):,} 个字（{len(sample.encode()):,} 个字节），学到 {len(merges)} 次合并，前 10 次：")
     for i in range(10):
         print(f"  id {256 + i}: {show(vocab[256 + i])}")
@@ -272,21 +271,24 @@ CELLS = [
     print("这些合并得到的 token:", dict(Counter(kind(vocab[i]) for i in range(256, 256 + len(merges)))))
     """),
     md("""
-    最先合并的是句号「。」的三个字节（`e3 80 82`）和它后面的换行（`0a`），然后是逗号「，」（`ef bc 8c`）；
-    再往后是很多汉字共用的前两个字节（`e4 b8`、`e6 98`……）。300 次合并里，大部分在把字节拼回单个的字，或者还停在半个字。
+    最先合并的是句号「。」的三个字节（`e3 80 82`）和它后面的换行（`0a`），然后是逗号「，」（`ef bc 8c`）、顿号「、」，
+    以及很多汉字共用的前两个字节（`e4 b8`、`e4 ba`）。300 次合并里，大部分在把字节拼回单个的字，或者还停在半个字，
+    跨过一个字的只有两个（都带着换行）。
 
     **练习 4.1b**：用学到的 `merges` 编码、解码。
 
-    | 函数 | 做什么 |
+    | 函数 | 输入 → 返回 |
     | --- | --- |
-    | `encode(text, merges)` | 从 `list(text.encode("utf-8"))` 开始，**按学到的顺序**把每个合并做一遍（第 i 个合并的新 id 是 `256 + i`），返回 id 列表 |
-    | `decode(ids, merges)` | 建 `vocab`：0～255 是各自的字节，`256 + i` 是第 i 对两边的字节串拼起来；把 ids 的字节串接起来，按 UTF-8 解码成文字 |
+    | `encode(text, merges)` | 文字 → id 的列表；`merges[i]` 是第 i 次合并的那一对，它生成的新 id 是 `256 + i` |
+    | `decode(ids, merges)` | id 的列表 → 文字 |
 
-    **要满足的**：`decode(encode(t)) == t`，对训练文本以外的文字（英文、雪人 ☃）也成立；
-    顺序要紧——后学的合并要用到先学的合并生成的 id；只解码半个汉字（比如只有它的第一个字节）时不能报错，要得到 `�`
-    （模型生成时完全可能只生成半个字）。
+    **要满足的**：
+    - encode 的结果和训练时对这段文字做的一样：从 UTF-8 字节出发，合并的顺序和学到的顺序一致（后学的合并要用到先学的合并生成的 id）；
+    - `decode(encode(t)) == t`，对训练文本以外的文字（英文、雪人 ☃）也成立；
+    - 只解码半个汉字（比如只有它的第一个字节）时不能报错，要得到 `�`（模型生成时完全可能只生成半个字）。
 
-    提示：`bytes.decode("utf-8", errors=____)`。
+    提示：decode 时每个 id 要展开成它代表的字节——一个合并出来的 id 代表的字节，和它的那一对有什么关系？
+    `bytes.decode` 的 `errors=` 参数管的正是不完整的字节。
     """),
     exercise(
         solution="""
@@ -360,6 +362,9 @@ CELLS = [
     print("300 次合并完全相同:", merges == theirs, "；第一处不同在第", first_difference, "次合并")
     """),
     md("""
+    注意最后的「。」被拆成了 `e3 80` 和 `82`：样本里「。」后面几乎总跟着换行，BPE 学到的是「。⏎」合在一起的 token，
+    单独一个「。」反而没有自己的 token——BPE 的词表完全由训练文本里什么常挨在一起决定。
+
     前面一段一样，然后分开了——不是谁错了，而是**并列时的选法**不同。`BpeTrainer` 也选「最小的那一对」，
     但它给 256 个字节编号的顺序不是字节值本身：它先把每个字节映射成一个可打印字符（GPT-2 的做法），再按这些字符排序编号。
     把这个顺序（`gpt2_byte_order()`）交给我们的循环：
@@ -374,7 +379,7 @@ CELLS = [
     用 `tokenizers` 在整个训练集上学一个 **6400 个条目**的 BPE 词表（和课程的字词表一样大；第一次运行约 15 秒，之后从缓存读取），
     再数一数：留出集的文字，编码成多少个 token？
 
-    **先猜一猜，再运行**：英文里 GPT-2 的 BPE 平均一个 token 大约 4 个字母。宋词里一个 BPE token 平均几个字？
+    **先猜一猜，再运行**：宋词里一个 BPE token 平均几个字？比 1 多多少？
     """),
     code("""
     bpe = course_bpe()
@@ -383,7 +388,7 @@ CELLS = [
           f"BPE {bpe_tokens:,} 个 token（{len(held_text) / bpe_tokens:.2f} 字/token）")
     """),
     md("""
-    几乎没省。看看这 6400 个条目都是什么就明白了：
+    只省了 14%。看看这 6400 个条目都是什么：
     """),
     code("""
     kinds = {"单个字节": 0, "半个字（不完整的字节）": 0, "一个字": 0, "两个字以上": 0}
@@ -424,8 +429,8 @@ CELLS = [
     2. **多字的条目省下的有限**：「东风」「何处」会重复，但古诗词几乎没有固定的多字「词」，一首词里大多数两字组合在整个语料里也只出现几次，
        编码留出集时，只有三成左右的字落在多字 token 里。
 
-    英文不同：字母只有 26 个，一个单词（几个字母）出现成千上万次，BPE 把它合成一个 token，省得很多。
-    所以第四步的模型**用字当 token**——可读、每个字一个 id，代价几乎为零。
+    BPE 在字母文字上省得多：字母只有几十个，一个常用词（几个字母）在语料里出现成千上万次，合成一个 token 就省掉好几个。
+    所以第四步的模型**用字当 token**：每个 id 可读，生成时不会出现半个字，代价是序列比 BPE 长 16%。
 
     ## 6. 比较的单位：每个字多少 bit
 
@@ -449,7 +454,7 @@ CELLS = [
 
     char_train = np.array([songci_vocab.token_to_id.get(ch, 1) for ch in train_text])
     char_held = np.array([songci_vocab.token_to_id.get(ch, 1) for ch in held_text])
-    bpe_train = np.array(bpe.encode(train_text[:400_000]).ids)   # 训练集的一部分就够数频率
+    bpe_train = np.array(bpe.encode(train_text).ids)
     bpe_held = np.array(bpe.encode(held_text).ids)
     for name, bits, n_tokens in (
             ("按字", unigram_total_bits(char_train, char_held, len(songci_vocab)), len(char_held)),
@@ -459,6 +464,7 @@ CELLS = [
     md("""
     同样两个 unigram，按「每个 token」比，BPE 更差（每个 token 要的 bit 更多）；按「每个字」比，BPE 反而更好
     （它的多字 token 顺带记住了一些常见的字组合）。**按 token 比，结论是反的**——因为 BPE 的一个 token 装着不止一个字。
+    （BPE 的 unigram 更好，不等于 BPE 的模型更好：能看上文的模型，「东风」这样的组合靠上一个字就学得到。）
     所以之后的基线、课程的模型、你自己的模型，都按 bits per character 在**同一份留出集、同一种格式**上比。
 
     ## 7. ✏️ 存在磁盘上的 token 流

@@ -33,7 +33,14 @@ CELLS = [
     from diy.classroom.checks import check_accumulation, check_lr_schedule
     from diy.classroom.course_pretrain import build_model, course_pretrain, course_recipe
     from diy.plotting import plot_bpc_curve, zh_or_en
-    from diy.pretraining import PretrainConfig, bits_per_char, param_groups, window_starts
+    from diy.pretraining import (
+        PretrainConfig,
+        bits_per_char,
+        make_optimizer,
+        param_groups,
+        training_step,
+        window_starts,
+    )
     from diy.pretraining import lr_at as recipe_lr_at  # 课程的答案；你在 4.2a 写自己的 lr_at
     from diy.pretraining.baselines import bigram_bpc, unigram_bpc
     from diy.pretraining.packed import windows
@@ -72,7 +79,7 @@ CELLS = [
           f"{math.log2(len(data.tokenizer)):.2f}")
     """),
     md("""
-    和 1.2 讲的一样：随机初始化的模型差不多是在均匀地猜，只是 logits 有一点随机的起伏，所以比均匀猜还多一点点。
+    几乎正好是均匀地猜：`lm_head` 从 N(0, 0.02) 初始化，一开始的 logits 都很小、差不多一样大（1.2 讲过，logits 起伏越大，起点离均匀猜越远）。
     """),
     md("""
     ## 2. ✏️ 学习率：先 warmup，再余弦
@@ -83,7 +90,8 @@ CELLS = [
     2. **余弦下降**：之后沿半个余弦从 `max_lr` 平滑地降到 `min_lr`（通常是 `max_lr` 的十分之一），最后一步正好到 `min_lr`。
 
     为什么开头要慢？看 AdamW 的**第一步**：它用梯度除以梯度大小的估计来走，而第一步时这个估计只来自这一个梯度，
-    于是**每个参数**都差不多正好挪动 `lr`——不管它的梯度是大是小、可不可靠：
+    于是**每个拿到了梯度的参数**都差不多正好挪动 `lr`——不管它的梯度是大是小、可不可靠
+    （这个 batch 里没出现的字，embedding 的那一行梯度是 0，不动）：
     """),
     code("""
     probe = build_model(recipe, len(data.tokenizer))
@@ -94,22 +102,23 @@ CELLS = [
     optimizer.step()
     moved = torch.cat([(p.detach() - o).abs().flatten() for p, o in zip(probe.parameters(), old, strict=True)])
     moved = moved[moved > 0]
-    print(f"第一步后，{moved.numel():,} 个参数动了；挪动的中位数 {moved.median():.2e}，"
-          f"挪动接近 lr（> 0.9 × 3e-3）的占 {(moved > 0.9 * 3e-3).float().mean():.1%}")
+    total = sum(p.numel() for p in probe.parameters())
+    print(f"第一步后，{total:,} 个参数里有 {moved.numel():,} 个动了；挪动的中位数 {moved.median():.2e}，"
+          f"其中挪动接近 lr（> 0.9 × 3e-3）的占 {(moved > 0.9 * 3e-3).float().mean():.1%}")
     """),
     md("""
-    全部参数同时挪动满满一个 `lr`，方向却只看了一个 batch。warmup 让最初几十步挪得小一些，等 Adam 对梯度大小的估计稳定了再加速。
+    动了的参数几乎都挪动了满满一个 `lr`，方向却只看了一个 batch。warmup 让最初几十步挪得小一些，等 Adam 对梯度大小的估计稳定了再加速。
     结尾降到很小，则让参数在最后「停稳」，不在 loss 的谷底来回晃。
 
     **练习 4.2a**：写 `lr_at(step, warmup_steps, total_steps, max_lr, min_lr)`，`step` 从 0 数。
 
     **要满足的**：
     - `step < warmup_steps` 时线性上升：第 0 步是 `max_lr / warmup_steps`（**不是 0**：第 0 步也要学到东西），第 `warmup_steps - 1` 步正好是 `max_lr`；
-    - 之后用「进度」`p` 从 0 走到 1：第 `warmup_steps` 步 `p = 0`，最后一步 `total_steps - 1` 时 `p = 1`；
-      `lr = min_lr + 0.5 · (1 + cos(π p)) · (max_lr − min_lr)`；
+    - 之后用「进度」`p` 从 0 走到 1：第 `warmup_steps` 步 `p = 0`（学习率正好是 `max_lr`），最后一步 `total_steps - 1` 时 `p = 1`（正好是 `min_lr`）；
+      中间沿**半个余弦**平滑下降：`p = 0.5` 时正好是 `max_lr` 和 `min_lr` 的平均，两头的下降都很缓；
     - 最后一步之后（如果还在训练）保持 `min_lr`；`warmup_steps = 0` 时直接从余弦开始。
 
-    提示：`p = min(1.0, (step - warmup_steps) / max(1, ____))`。
+    提示：`math.cos` 在 0 到 π 之间从 1 降到 −1。怎样把它变成一个从 1 降到 0 的系数，再用它在 `min_lr` 和 `max_lr` 之间取值？
     """),
     exercise(
         solution="""
@@ -133,7 +142,7 @@ CELLS = [
     lr_at = check_lr_schedule(lr_at)
     """),
     code("""
-    course = course_recipe()   # 课程的预训练：同一个配方，只训练前面一段
+    course = course_recipe()   # 课程的预训练：同一个配方，总步数 600
     fig, ax = plt.subplots(figsize=(7, 3))
     for r, name in ((recipe, zh_or_en("默认配方", "default recipe")), (course, zh_or_en("课程的预训练", "course run"))):
         steps = np.arange(r.steps)
@@ -168,7 +177,8 @@ CELLS = [
     `backward()` 之前除以 micro-batch 的个数；**不要** `optimizer.step()`——更新参数是调用它的训练循环的事；
     返回值是 loss 本身的平均（不是除以 k 之后的）。
 
-    提示：`loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())`；`(loss / ____).backward()`。
+    提示：每个 micro-batch 的 loss 是它自己那几个窗口的平均。k 份梯度直接加在 `.grad` 里，加出来的是整批平均的几倍？
+    `F.cross_entropy` 要的是 `(N, V)` 的 logits 和 `(N,)` 的目标。
     """),
     exercise(
         solution="""
@@ -197,7 +207,7 @@ CELLS = [
     accumulate_gradients = check_accumulation(accumulate_gradients)
     """),
     md("""
-    **先猜一猜，再运行**：课程模型上，一次喂 16 个窗口，和拆成 4 个 4 窗口的 micro-batch 累加，梯度差多少？
+    **先猜一猜，再运行**：课程模型上，一次喂 16 个窗口，和拆成 4 个 4 窗口的 micro-batch 累加，梯度一样吗？
     """),
     code("""
     starts = window_starts(0, 7, 16, len(data.stream), 128)
@@ -232,7 +242,33 @@ CELLS = [
     如果 norm 的增益也被衰减，`RMSNorm` 的输出会被整体往 0 拉——这不是「让模型更简单」，只是把信号调小，
     而下一层又得把它放大回来。所以惯例（nanoGPT、Llama 的训练代码都这样）是：**二维及以上的参数衰减，一维的（norm 权重、偏置）不衰减**。
 
-    ## 5. 要打败的两条基线
+    ## 5. 拼起来：你的零件就是预训练的一步
+
+    `diy.pretraining.training_step` 是课程预训练的一步：按（种子, 步数）取 16 个窗口、设学习率、分成 micro-batch 累加梯度、裁剪、`step()`。
+    用你的 `lr_at` 和 `accumulate_gradients` 加上 `param_groups` 自己拼一遍，和它并排走三步：
+    """),
+    code("""
+    small = PretrainConfig(micro_batch_size=8)   # 每步 16 个窗口，分成 2 个 micro-batch
+    mine, reference = build_model(small, len(data.tokenizer)), build_model(small, len(data.tokenizer))
+    my_optimizer = torch.optim.AdamW(param_groups(mine, small.weight_decay), betas=(0.9, 0.95))
+    reference_optimizer = make_optimizer(reference, small)
+    for step in range(3):
+        for group in my_optimizer.param_groups:
+            group["lr"] = lr_at(step, small.warmup_steps, small.steps, small.lr, small.min_lr)
+        x, y = windows(data.stream, window_starts(small.seed, step, small.batch_size, len(data.stream), small.seq_len),
+                       small.seq_len)
+        loss = accumulate_gradients(mine, list(zip(x.chunk(2), y.chunk(2), strict=True)))
+        torch.nn.utils.clip_grad_norm_(mine.parameters(), small.max_grad_norm)
+        my_optimizer.step()
+        reference_loss = training_step(reference, reference_optimizer, data.stream, step, small)
+        print(f"第 {step} 步：你的 loss {loss:.3f}，training_step 的 {reference_loss:.3f}")
+    same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine.parameters(), reference.parameters(), strict=True))
+    print("三步之后参数相同（< 1e-5）:", same)
+    """),
+    md("""
+    `pretrain` 就是把这一步重复几千次，中间隔一段在留出集上打一次分。
+
+    ## 6. 要打败的两条基线
 
     训练之前先想好：多好才算好？两个只会「数数」的模型：
 
@@ -274,12 +310,13 @@ CELLS = [
     「。」后面几乎总是换行；「明」后面最常见的是「月」；「风」后面的字分散得多。光靠这些，每个字就省下将近 2 bit。
     模型要证明自己学到了更多，就得**明显低于 bigram**。
 
-    ## 6. 课程的预训练
+    ## 7. 课程的预训练
 
     把这些放在一起就是 `diy.pretraining.pretrain`：每一步从 token 流里按 `(种子, 步数)` 取窗口（所以能从任意一步接着训练），
-    设好这一步的学习率，累加梯度，裁剪到 1.0，`step()`；每 50 步在留出集的前 16,384 个 token 上算一次 bpc，最后在整个留出集上算一次。
+    设好这一步的学习率，累加梯度，裁剪到 1.0，`step()`；每隔 `eval_every` 步在留出集的前 16,384 个 token 上算一次 bpc，最后在整个留出集上算一次。
 
-    课程的预训练用同一个配方，只训练前面一段（步数见下）。**第一次运行下面这格时要现场训练，约需三分钟**
+    课程的预训练用同一个配方（同样的模型、batch、学习率和 warmup），只是总步数从 3,000 减到 600：学习率的余弦在 600 步里就降到底
+    （上面学习率图里较短的那条）。**第一次运行下面这格时要现场训练，约需三分钟**
     （一个 CPU 核；之后从缓存读取，一秒以内）。训练出来的数字和你的 CPU、线程数有关（浮点数相加的顺序不同），
     所以这一格的数字和别人的会有一点出入；紧接着的一格只打印不随机器变的结论。
     """),
@@ -315,7 +352,7 @@ CELLS = [
     ## 小结
 
     你现在能：
-    - 写出 warmup + 余弦的学习率计划，并用 AdamW 第一步「每个参数都挪动约 lr」说明 warmup 的用处；
+    - 写出 warmup + 余弦的学习率计划，并用 AdamW 第一步「拿到梯度的参数都挪动约 lr」说明 warmup 的用处；
     - 写出梯度累积，并验证它和大 batch 的梯度相同（差别只在 float32 舍入）；
     - 解释为什么权重衰减只加在矩阵上；
     - 算出 unigram、bigram 基线，看懂留出集上的 bpc 曲线：课程的模型几百步后低于 bigram。

@@ -4,6 +4,7 @@ and 4.3b (the meter of a ci: its phrase lengths, 格律's measure)."""
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -57,6 +58,8 @@ def check_line_log_prob(line_log_prob):
     def body() -> str:
         torch.manual_seed(0)
         model = DIYForCausalLM(CONFIG).eval()  # dropout 0.1: eval mode must be what is used
+        grad_modes = []
+        model.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
         for context, candidate in (([3, 7, 1, 9], [5, 2, 8]), ([11], [4, 4, 30, 6, 1])):
             with check_grad_mode("line_log_prob"):
                 value = call_learner(line_log_prob, model, list(context), list(candidate),
@@ -81,6 +84,10 @@ def check_line_log_prob(line_log_prob):
                          "拼成一条序列前向一次；位置 start-1 … start+n-2 的 log_softmax 里取候选 token 求和。")
         if model.training:
             raise Failed("line_log_prob 把模型切回了 train 模式。", "不要在函数里调用 model.train()。")
+        if any(grad_modes):
+            raise Failed("前向时还在记录梯度（没有 torch.no_grad()）：结果对，可每次打分都白白建一张计算图，"
+                         "「下一句」要打上千次分，又慢又占内存。",
+                         "with torch.no_grad(): 包住前向（或 @torch.no_grad() 装饰这个函数）。")
         return "两组上文 / 候选上，与参考的 log P(候选 | 上文) 相同。"
 
     return run_check("4.3a", body, line_log_prob, reference_line_log_prob)
@@ -93,6 +100,7 @@ METER_CASES = [
     (["慎莫负、狂风月。", "人间万事何时歇。"], "3·3·7"),
     (["春花秋月何时了？往事知多少。"], "7·5"),
     (["东风夜放花千树", "更吹落，星如雨。"], "7·3·3"),
+    (["归去！也无风雨也无晴；"], "2·7"),
     ([], ""),
 ]
 
@@ -108,6 +116,14 @@ def check_meter(meter):
                              "return \"·\".join(str(len(p)) for p in 短句)。")
             if got == want:
                 continue
+            marks = [mark for mark in "！；：？、" if any(mark in line for line in lines)]
+            if marks and got == "·".join(str(len(p)) for line in lines
+                                         for p in re.split(r"[，。]", line) if p):
+                names = {"！": "感叹号「！」", "；": "分号「；」", "：": "冒号「：」", "？": "问号「？」",
+                         "、": "顿号「、」"}
+                raise Failed(f"{lines} 得到 {got!r}，应为 {want!r}：{'、'.join(names[m] for m in marks)}"
+                             "也结束一个短句。",
+                             "标点集合要有 ，。、？！；：（半角的 ,.?!;: 也算上）。")
             if got == "·".join(str(len(line)) for line in lines):
                 raise Failed("数的是整行的长度，没有按标点切成短句。",
                              "每行用 re.split(r\"[，。、？！；：]\", line) 切开，去掉空串，再数每段的长度。")
@@ -119,6 +135,6 @@ def check_meter(meter):
                              "标点集合里要有 ，。、？！；：。")
             raise Failed(f"{lines} 得到 {got!r}，应为 {want!r}。",
                          "按标点切成短句（去掉空串），各自数字数，用「·」连起来；没有标点的行末尾也算一个短句。")
-        return "五个例子（顿号、问号、行末没有标点、空词）都对。"
+        return "六个例子（顿号、问号、感叹号、分号、行末没有标点、空词）都对。"
 
     return run_check("4.3b", body, meter, lambda lines: reference_meter(lines))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -126,12 +127,15 @@ def check_accumulation(accumulate_gradients):
         x, y = data[:, :-1], data[:, 1:]
         big = reference_accumulate(model, [(x, y)])
         want = gradients(model).clone()
+        calls = {"forward": 0, "backward": 0}
+        model.register_forward_hook(lambda *_: calls.__setitem__("forward", calls["forward"] + 1))
         for k in (3, 4):
             micro = list(zip(x.chunk(k), y.chunk(k), strict=True))
             for p in model.parameters():  # stale gradients of an earlier step
                 p.grad = torch.full_like(p, 0.5)
             before = [p.detach().clone() for p in model.parameters()]
-            with check_grad_mode("accumulate_gradients"):
+            calls.update(forward=0, backward=0)
+            with check_grad_mode("accumulate_gradients"), counting_backward(calls):
                 loss = call_learner(accumulate_gradients, model, micro, name="accumulate_gradients")
             if isinstance(loss, torch.Tensor) and loss.numel() == 1:
                 loss = loss.item()
@@ -143,6 +147,14 @@ def check_accumulation(accumulate_gradients):
                              "去掉 step()；更新参数是训练循环在累加之后做的事。")
             got = gradients(model)
             if torch.allclose(got, want, atol=1e-6, rtol=1e-4):
+                if calls["forward"] == 1:
+                    raise Failed(f"{k} 个 micro-batch 被拼成一个 batch 前向了一次：这样算出的梯度没错，"
+                                 "可内存一点没省——梯度累积要的正是每次只放一个 micro-batch 的激活值。",
+                                 "for x, y in micro_batches: 每个 micro-batch 各自前向、各自 backward。")
+                if calls["backward"] == 1 and calls["forward"] == k:
+                    raise Failed(f"{k} 次前向之后只 backward 了一次（先把 loss 加起来）：{k} 个计算图"
+                                 "同时留在内存里，和一次喂大 batch 一样占内存。",
+                                 "每个 micro-batch 前向之后马上 (loss / k).backward()，它的计算图就释放了。")
                 if math.isclose(loss, big, rel_tol=1e-5):
                     continue
                 if math.isclose(loss, big / k, rel_tol=1e-5):
@@ -170,6 +182,23 @@ def check_accumulation(accumulate_gradients):
                 "返回的平均 loss 也相同，参数没动。")
 
     return run_check("4.2b", body, accumulate_gradients, reference_accumulate)
+
+
+@contextmanager
+def counting_backward(calls: dict):
+    """Count the learner's backward passes while the block runs: ``loss.backward()`` goes
+    through ``torch.autograd.backward``, which is wrapped here and restored afterwards."""
+    original = torch.autograd.backward
+
+    def backward(*args, **kwargs):
+        calls["backward"] += 1
+        return original(*args, **kwargs)
+
+    torch.autograd.backward = backward
+    try:
+        yield
+    finally:
+        torch.autograd.backward = original
 
 
 def gradients_of_stale(model) -> torch.Tensor:

@@ -97,6 +97,15 @@ def check_stream_batch(get_batch):
                              "torch.randint(0, len(stream) - seq_len, (batch_size,), generator=generator)。")
             if torch.equal(x, call(stream, 8, 16, seed=1)[0]):
                 raise Failed("换了种子，batch 却一样：起点不是随机的。", "用 generator 随机取 batch_size 个起点。")
+            generator = torch.Generator().manual_seed(0)  # one generator, twice: the training loop
+            first, second = (as_pair(call_learner(get_batch, stream, 8, 16, generator,
+                                                  name="get_batch", diagnose=diagnose))[0]
+                             for _ in range(2))
+            if torch.equal(first, second):
+                raise Failed("同一个 generator 连着用两次，取到的是同一个 batch：get_batch 每次都从种子重新开始"
+                             "（initial_seed、manual_seed 或 np.random.default_rng(...)）。训练时每一步都会是同一个 batch。",
+                             "直接从传进来的 generator 取随机数（torch.randint(..., generator=generator)），"
+                             "它的状态每取一次就往前走。")
             small = stream[:12]  # 12 tokens, seq_len 9: starts 0, 1, 2 (a window needs 10)
             seen = set()
             for seed in range(40):
