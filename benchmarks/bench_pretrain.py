@@ -45,12 +45,16 @@ class LogitsOnly(nn.Module):
         return self.hf(input_ids=input_ids).logits
 
 
-def matmul_bound_step(weights: list[torch.Tensor], tokens: int) -> None:
+def matmul_operands(weights: list[torch.Tensor], tokens: int) -> list[tuple]:
+    """For every weight matrix, an input x (tokens, in) and an output gradient dy (tokens, out),
+    made once: the bound times products, not the making of random numbers."""
+    return [(w, torch.randn(tokens, w.shape[1]), torch.randn(tokens, w.shape[0])) for w in weights]
+
+
+def matmul_bound_step(operands) -> None:
     """The weight multiplications of one training step: forward x W^T, backward dx = dy W and
     dW = dy^T x, for every weight matrix (the embedding is a lookup, not a product)."""
-    for w in weights:
-        x = torch.randn(tokens, w.shape[1])
-        dy = torch.randn(tokens, w.shape[0])
+    for w, x, dy in operands:
         _ = x @ w.T
         _ = dy @ w
         _ = dy.T @ x
@@ -61,9 +65,9 @@ def throughput(config: PretrainConfig, blocks: int = 7, steps_per_block: int = 4
     diy = pretrain_model(config, len(data.tokenizer))
     models = {"DIYForCausalLM": diy, "LlamaForCausalLM": LogitsOnly(to_llama_for_causal_lm(diy))}
     optimizers = {name: make_optimizer(m, config) for name, m in models.items()}
-    weights = [p.detach() for name, p in diy.named_parameters()
-               if p.dim() == 2 and "embed_tokens" not in name]
     tokens = config.batch_size * config.seq_len
+    operands = matmul_operands([p.detach() for name, p in diy.named_parameters()
+                                if p.dim() == 2 and "embed_tokens" not in name], tokens)
     rates = {name: [] for name in [*models, "matmuls alone"]}
     for name, model in models.items():  # warm-up
         training_step(model, optimizers[name], data.stream, 0, config)
@@ -75,7 +79,7 @@ def throughput(config: PretrainConfig, blocks: int = 7, steps_per_block: int = 4
             rates[name].append(tokens * steps_per_block / (time.perf_counter() - start))
         start = time.perf_counter()
         for _ in range(steps_per_block):
-            matmul_bound_step(weights, tokens)
+            matmul_bound_step(operands)
         rates["matmuls alone"].append(tokens * steps_per_block / (time.perf_counter() - start))
     return {name: statistics.median(r) for name, r in rates.items()}
 
@@ -100,14 +104,14 @@ def compiled_throughput(config: PretrainConfig, steps: int = 30) -> dict:
     return result
 
 
-def processes(steps: int = 60) -> dict:
+def processes(steps: int = 300) -> dict:
     """tokens/s of `python -m diy.pretrain` with 1 and with 2 processes (torchrun, gloo), the
     same recipe and global batch; each run's time from its own step log (no start-up)."""
     result = {}
     for n in (1, 2):
         with tempfile.TemporaryDirectory() as out:
             command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}",
-                       "--master_port=29561", "-m", "diy.pretrain", "--steps", str(steps),
+                       f"--master_port={29561 + n}", "-m", "diy.pretrain", "--steps", str(steps),
                        "--eval-every", str(steps), "--eval-tokens", "2048", "--out", out,
                        "--no-progress"]
             threads = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // n))}

@@ -50,8 +50,10 @@ def parse_args(argv):
     parser.add_argument("--minutes", type=float,
                         help="训练时间预算：先量几步的速度，再定总步数（代替 --steps）")
     for f in fields(PretrainConfig):  # every recipe setting, default from PretrainConfig
-        parser.add_argument(RECIPE_FLAGS[f.name], type=type(getattr(defaults, f.name)),
-                            default=None, help=f"默认 {getattr(defaults, f.name)}")
+        default = getattr(defaults, f.name)
+        parser.add_argument(RECIPE_FLAGS[f.name], type=int if default is None else type(default),
+                            default=None,
+                            help=f"默认 {default if default is not None else 'batch_size ÷ 进程数'}")
     parser.add_argument("--save-every", type=int, default=None,
                         help="每多少步保存一次检查点（默认与 --eval-every 相同）")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],

@@ -192,7 +192,8 @@ def run_cli(*args, cwd=ROOT):
 def test_cli_bad_arguments_write_nothing(tmp_path, capsys):
     from diy.pretrain import main
 
-    for args, words in ((["--minutes", "0"], "--minutes"), (["--batch-size", "6"], "batch_size"),
+    for args, words in ((["--minutes", "0"], "--minutes"),
+                        (["--batch-size", "6", "--micro-batch-size", "4"], "batch_size"),
                         (["--steps", "5", "--minutes", "1"], "只能给一个"),
                         (["--resume", str(tmp_path / "nothing")], "pretrain_state.pt")):
         out = tmp_path / "out"

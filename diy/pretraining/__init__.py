@@ -39,7 +39,7 @@ class DIYPretrainError(DIYError):
 @dataclass
 class PretrainConfig:
     """The default recipe of `python -m diy.pretrain` and lesson 4.3 (chosen by measurement:
-    README, "第四步的配方是怎么选出来的")."""
+    README, "默认配方的实测与它是怎么选出来的")."""
 
     # the model (vocab_size comes from the tokenizer; dropout 0: one pass over the data is
     # not enough to over-fit, and dropout would only slow learning down)
@@ -49,7 +49,9 @@ class PretrainConfig:
     # the batches
     seq_len: int = 128  # tokens per window
     batch_size: int = 16  # windows per optimizer step, all micro-batches (and processes) together
-    micro_batch_size: int = 16  # windows per forward/backward; batch_size / this = accumulation
+    # windows per forward/backward in each process; None: all of that process's share at once
+    # (batch_size / processes, no accumulation). batch_size / (this x processes) = accumulation
+    micro_batch_size: int | None = None
     # the optimizer: AdamW, warmup then cosine
     lr: float = 3e-3
     min_lr: float = 3e-4
@@ -63,9 +65,9 @@ class PretrainConfig:
     eval_tokens: int = 16384
     seed: int = 0
 
-    @property
-    def accumulation(self) -> int:
-        return self.batch_size // self.micro_batch_size
+    def micro(self, world_size: int = 1) -> int:
+        """Windows per forward/backward in each of ``world_size`` processes."""
+        return self.micro_batch_size or self.batch_size // world_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +76,8 @@ class PretrainConfig:
         for name in ("hidden_size", "num_layers", "num_heads", "seq_len", "batch_size",
                      "micro_batch_size", "steps", "eval_every", "eval_tokens"):
             value = getattr(self, name)
+            if name == "micro_batch_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DIYInputError(f"{name}={value!r} 不合法：它必须是正整数。",
                                     f"把 {name} 设成大于 0 的整数（默认 {getattr(PretrainConfig, name)}）。",
@@ -96,15 +100,16 @@ class PretrainConfig:
             raise DIYInputError(f"min_lr={self.min_lr} 比 lr={self.lr} 还大：余弦是从 lr 降到 min_lr。",
                                 "让 min_lr ≤ lr（默认是 lr 的十分之一）。",
                                 "min_lr must not exceed lr.")
-        per_process = self.micro_batch_size * world_size
-        if self.batch_size % per_process != 0:
+        per_process = (self.micro_batch_size or 1) * world_size
+        if self.batch_size % per_process != 0 or self.batch_size < per_process:
+            what = (f"micro_batch_size × 进程数 = {self.micro_batch_size} × {world_size} = {per_process}"
+                    if self.micro_batch_size else f"进程数 {world_size}")
             raise DIYInputError(
-                f"batch_size={self.batch_size} 不能被 micro_batch_size × 进程数 = "
-                f"{self.micro_batch_size} × {world_size} = {per_process} 整除，"
-                "每一步没法把窗口平均分给每个进程的每个 micro-batch。",
+                f"batch_size={self.batch_size} 不能被 {what} 整除，"
+                "每一步没法把窗口平均分给每个进程（的每个 micro-batch）。",
                 f"把 batch_size 设成 {per_process} 的倍数，或换一个 micro_batch_size / 进程数。",
-                f"batch_size {self.batch_size} is not a multiple of micro_batch_size x world_size "
-                f"= {per_process}.")
+                f"batch_size {self.batch_size} is not a multiple of {per_process} "
+                f"(micro_batch_size x world_size).")
 
 
 def pretrain_model(config: PretrainConfig, vocab_size: int):
@@ -211,7 +216,7 @@ def training_step(model, optimizer, stream, step: int, config: PretrainConfig,
     place = place or Place(device=next(model.parameters()).device)
     starts = window_starts(config.seed, step, config.batch_size, len(stream), config.seq_len)
     mine = starts.reshape(place.world_size, -1)[place.rank]  # this process's share
-    micro_batches = mine.reshape(-1, config.micro_batch_size)  # (accumulation, b)
+    micro_batches = mine.reshape(-1, config.micro(place.world_size))  # (accumulation, b)
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, config)
     model.train()
