@@ -25,24 +25,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from bench_training import LogitsOnly  # this folder: LlamaForCausalLM called like DIY
 
 from diy.hf import to_llama_for_causal_lm
 from diy.pretraining import PretrainConfig, make_optimizer, pretrain_model, training_step
 from diy.pretraining.songci import songci_data
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class LogitsOnly(nn.Module):
-    """LlamaForCausalLM called like DIYForCausalLM: input_ids -> logits."""
-
-    def __init__(self, hf):
-        super().__init__()
-        self.hf = hf
-
-    def forward(self, input_ids):
-        return self.hf(input_ids=input_ids).logits
 
 
 def matmul_operands(weights: list[torch.Tensor], tokens: int) -> list[tuple]:
