@@ -26,3 +26,33 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.font_manager  # noqa: E402,F401
+
+# Step 4's course pretraining run trains for minutes on first use, and every notebook of 4.2 and
+# 4.3 waits for it. Left to the first notebook that needs it, the other worker would reach a
+# step-4 notebook too and sit idle on the lock. So the run starts here, in a process of its own,
+# when the session starts (in the controller, once), and the workers go on with everything else
+# meanwhile; the notebooks find it cached or wait for the rest of it. One torch thread, as the
+# kernels, so it is the cache entry they look for.
+PREPARE_STEP4 = ("from diy.classroom.course_pretrain import course_bpe, course_pretrain; "
+                 "course_bpe(); course_pretrain()")
+
+
+def pytest_sessionstart(session):
+    import subprocess
+    import sys
+
+    config = session.config
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller starts it
+        return
+    selected = [str(arg) for arg in config.args] or ["notebooks", "solutions"]
+    if not any("notebooks" in arg or "solutions" in arg for arg in selected):
+        return  # no notebook in this run
+    config._diy_prepare = subprocess.Popen(
+        [sys.executable, "-c", PREPARE_STEP4], cwd=Path(__file__).resolve().parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionfinish(session):
+    process = getattr(session.config, "_diy_prepare", None)
+    if process is not None:
+        process.wait()  # never leave it behind (it ends with the cache written)
