@@ -140,19 +140,31 @@ def codes_of(text: str) -> np.ndarray:
 
 class SharedRuns:
     """Longest runs a text shares with a fixed (long) training text; the training text's n-gram
-    hashes are computed once per n and kept, so many texts are checked quickly."""
+    hashes are computed once per n (each from the one for n - 1) and kept, so many texts are
+    checked quickly."""
 
     def __init__(self, train_text: str):
         self.train_text = train_text
         self.codes = codes_of(train_text)
-        self.sorted_hashes: dict[int, np.ndarray] = {}
+        self.sorted_hashes: dict[int, np.ndarray] = {}  # n -> sorted 32-bit hashes of the n-runs
+        self._last = (0, np.zeros(len(self.codes) + 1, dtype=np.uint64))  # (n, hashes of n-runs)
+
+    def _table(self, n: int) -> np.ndarray:
+        """The sorted hashes of the training text's n-runs (n grows one at a time)."""
+        while n not in self.sorted_hashes:
+            m, hashes = self._last  # hashes of the (m)-runs -> of the (m + 1)-runs
+            count = len(self.codes) - m
+            with np.errstate(over="ignore"):
+                hashes = hashes[:count] * np.uint64(1_000_003) + self.codes[m:m + count]
+            self._last = (m + 1, hashes)
+            # kept as 32 bits (half the memory; a rare false match is caught by the check below)
+            self.sorted_hashes[m + 1] = np.sort(hashes.astype(np.uint32))
+        return self.sorted_hashes[n]
 
     def _present(self, text: str, n: int) -> str | None:
         """A run of n characters of ``text`` that occurs in the training text, or None."""
-        if n not in self.sorted_hashes:
-            self.sorted_hashes[n] = np.unique(_ngram_hashes(self.codes, n))
-        hashes = _ngram_hashes(codes_of(text), n)
-        table = self.sorted_hashes[n]
+        table = self._table(n)
+        hashes = _ngram_hashes(codes_of(text), n).astype(np.uint32)
         found = np.flatnonzero(table[np.clip(np.searchsorted(table, hashes), 0, len(table) - 1)]
                                == hashes)
         for start in found.tolist():  # confirm: a hash match is almost surely a real one
@@ -161,15 +173,15 @@ class SharedRuns:
         return None
 
     def longest(self, text: str) -> str:
-        """The longest run of ``text`` that also occurs in the training text ("" if none)."""
-        low, high, best = 0, len(text), ""  # a run of length low is known to be present
-        while low < high:
-            n = (low + high + 1) // 2
-            run = self._present(text, n)
-            if run is not None:
-                low, best = n, run
-            else:
-                high = n - 1
+        """The longest run of ``text`` that also occurs in the training text ("" if none).
+        Grows one character at a time (a run of n + 1 present means one of n is): shared runs
+        are short, so only the short n-gram tables are ever built."""
+        best = ""
+        while len(best) < len(text):
+            run = self._present(text, len(best) + 1)
+            if run is None:
+                break
+            best = run
         return best
 
 
