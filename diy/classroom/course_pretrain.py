@@ -4,7 +4,8 @@
     run = course_pretrain()    # .model (eval), .tokenizer, .history, .baselines, .data
 
 It is `python -m diy.pretrain`'s default recipe (diy.pretraining.PretrainConfig) cut short to
-COURSE_STEPS steps, so that it trains in about three minutes on one CPU core (the first notebook
+COURSE_STEPS steps, so that it trains in about two minutes on a 2-core CPU (3 min 20 s on one
+thread) (the first notebook
 that needs it trains it; the test suite trains it once per run). The full recipe's results are
 in the README. The folder's name is a fingerprint of everything the run depends on (recipe,
 corpus, torch version, thread count, the learner's backbone file), like diy.classroom.course_model.
@@ -32,7 +33,7 @@ from ..pretraining.corpus import SONGCI_SHA256
 from ..pretraining.songci import SongciData, songci_data
 from ..tokenizer import CharTokenizer
 
-COURSE_STEPS = 600  # of the default recipe's 3,000: well below the bigram, in ~3 minutes
+COURSE_STEPS = 600  # of the default recipe's 3,000: well below the bigram, in ~2 minutes
 RECORD_VERSION = 1  # bump when the training code changes what the run computes
 BPE_VOCAB = 6400  # the course tokenizer's size, and MiniMind's
 
