@@ -44,7 +44,7 @@ class PretrainConfig:
     # the model (vocab_size comes from the tokenizer; dropout 0: one pass over the data is
     # not enough to over-fit, and dropout would only slow learning down)
     hidden_size: int = 128
-    num_layers: int = 3
+    num_layers: int = 4
     num_heads: int = 4
     # the batches
     seq_len: int = 128  # tokens per window
