@@ -6,8 +6,9 @@
 It is `python -m diy.pretrain`'s default recipe (diy.pretraining.PretrainConfig) cut short to
 COURSE_STEPS steps, so that it trains in about two minutes on a 2-core CPU, 3 min 45 s on one
 thread (the first notebook that needs it trains it; the test suite trains it once per run).
-The full recipe's results are in the README. The folder's name is a fingerprint of everything the run depends on (recipe,
-corpus, torch version, thread count, the learner's backbone file), like diy.classroom.course_model.
+The full recipe's results are in the README. The folder's name is a fingerprint of everything
+the run depends on (recipe, corpus, torch version, thread count, the learner's backbone file),
+like diy.classroom.course_model.
 
 `course_bpe()` is the other thing lesson 4.1 computes once: a byte-level BPE with 6,400 entries
 trained on the training ci by Hugging Face `tokenizers` (about 15 s), kept in the same cache.
